@@ -1,0 +1,44 @@
+"""semdict_onnx: semantic dictionaries of a vision network's activations, on ONNX Runtime.
+
+Public names are imported lazily, so `import semdict_onnx` stays light (no onnxruntime,
+no TensorFlow) until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "load_model": "model",
+    "Model": "model",
+    "semantic_dict": "semantic_dict",
+    "show_semantic_dict": "semantic_dict",
+    "SemanticDict": "semantic_dict",
+    "Spritemap": "spritemap",
+    "build_spritemap": "dataset_examples",
+    "fit_basis": "bases",
+}
+
+__all__ = sorted(_PUBLIC)
+
+if TYPE_CHECKING:
+    from .dataset_examples import build_spritemap
+    from .model import Model, load_model
+    from .semantic_dict import SemanticDict, semantic_dict, show_semantic_dict
+    from .spritemap import Spritemap
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'semdict_onnx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_PUBLIC))
