@@ -29,3 +29,7 @@ class ProviderError(SemdictError, RuntimeError):
 
 class DownloadError(SemdictError, OSError):
     """A download that failed, was cut short, or did not match its checksum."""
+
+
+class SpritemapError(SemdictError, ValueError):
+    """A spritemap that cannot be read, or does not fit the layer it is used for."""
