@@ -1,0 +1,278 @@
+"""Images in, model batches out: loading every common source and mode, checking, resizing.
+
+A source is a file path, an http(s) URL, encoded bytes, a PIL image, or a numpy array
+(uint8 0-255, or float in [0, 1]; shaped HxW, HxWx1 or HxWx3). `load_image` gives an RGB
+PIL image at its original size with EXIF orientation applied; `to_batch` gives the
+float32 NHWC batch in [0, 1] a model takes, each image stretched to the model's size
+(no crop, as in the original notebook). Transparent pixels are composited on white, the
+colour of the page the image is shown on. Float arrays already at the model's size pass
+through unchanged, without a round trip through 8 bits.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DownloadError, ImageError
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+# Resampling filter for every resize: antialiased, sharp; results are clipped to range.
+RESAMPLE = Image.Resampling.LANCZOS
+URL_TIMEOUT_S = 30.0
+MAX_URL_BYTES = 50 * 2**20
+_CHUNK = 1 << 16
+_TRANSPARENT_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _describe(source: object) -> str:
+    """A short name for a source in error messages (never a whole byte string)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"{len(source)} bytes"
+    if isinstance(source, np.ndarray):
+        return f"array {source.shape} {source.dtype}"
+    return repr(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def _is_url(source: object) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def fetch_url(url: str) -> bytes:
+    """Download `url` (timeout URL_TIMEOUT_S, at most MAX_URL_BYTES) and return its bytes."""
+    cap = f"{MAX_URL_BYTES / 2**20:.3g} MiB"
+    request = urllib.request.Request(url, headers={"User-Agent": "semdict_onnx"})
+    try:
+        with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_URL_BYTES:
+                raise DownloadError(
+                    f"the image at {url} is {int(declared) / 2**20:.3g} MiB, over the "
+                    f"{cap} limit; download it yourself and pass the file's path"
+                )
+            data = bytearray()
+            while chunk := response.read(_CHUNK):
+                data += chunk
+                if len(data) > MAX_URL_BYTES:
+                    raise DownloadError(
+                        f"the image at {url} is over the {cap} limit; "
+                        "download it yourself and pass the file's path"
+                    )
+            if declared and declared.isdigit() and len(data) < int(declared):
+                raise DownloadError(
+                    f"the download of {url} was cut short ({len(data)} of {declared} bytes); "
+                    "try again"
+                )
+            return bytes(data)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"could not fetch image {url}: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"could not fetch image {url}: {exc.reason}") from exc
+    except TimeoutError as exc:
+        raise DownloadError(
+            f"could not fetch image {url}: no answer within {URL_TIMEOUT_S:g} s"
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, DownloadError):
+            raise
+        raise DownloadError(f"could not fetch image {url}: {exc}; try again") from exc
+
+
+def _open_encoded(stream: str | os.PathLike | io.BytesIO, name: str) -> Image.Image:
+    """Decode an image file fully (catching every decode failure) and apply its EXIF rotation."""
+    try:
+        with Image.open(stream) as image:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and image.width * image.height > limit:
+                raise ImageError(
+                    f"{name} is {image.width}x{image.height} pixels, over PIL's decompression "
+                    f"bomb limit of {limit} pixels; shrink it first, or raise "
+                    "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+                )
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{name} is a decompression bomb ({exc}); shrink it first, or raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image PIL can read (JPEG, PNG, ...)") from exc
+    except FileNotFoundError as exc:
+        raise ImageError(f"no image file at {name}") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{name} is a folder, not an image file") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{name} is truncated or corrupt and cannot be decoded ({exc})") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB: alpha on white, 16-bit scaled down, CMYK/palette converted."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _TRANSPARENT_MODES:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        return Image.fromarray(
+            np.round(np.clip(values, 0, 65535) / 257).astype(np.uint8), "L"
+        ).convert("RGB")
+    if image.mode == "F":
+        return _array_to_image(np.asarray(image), "float image")
+    return image.convert("RGB")
+
+
+def _check_array(array: np.ndarray, name: str) -> np.ndarray:
+    """Validate an image array and return it as HxWx3 (uint8 or float32)."""
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3):
+        raise ImageError(
+            f"{name} looks channels-first; transpose it to (height, width, 3), "
+            "e.g. array.transpose(1, 2, 0)"
+        )
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3))):
+        raise ImageError(
+            f"{name} has the wrong shape: expected (height, width, 3) RGB or (height, width) "
+            "grayscale"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"{name} is empty")
+    if array.dtype == np.uint8:
+        checked = array
+    elif np.issubdtype(array.dtype, np.floating):
+        checked = array.astype(np.float32, copy=False)
+        if not np.isfinite(checked).all():
+            raise ImageError(f"{name} contains NaN or infinite values")
+        low, high = float(checked.min()), float(checked.max())
+        if low < 0.0 or high > 1.0:
+            raise ImageError(
+                f"{name} has values from {low:g} to {high:g}, outside [0, 1]; "
+                "pass uint8 (0-255) or scale to [0, 1]"
+            )
+    else:
+        raise ImageError(f"{name} has dtype {array.dtype}; pass uint8 (0-255) or float in [0, 1]")
+    if checked.ndim == 2:
+        checked = checked[:, :, None]
+    if checked.shape[2] == 1:
+        checked = np.repeat(checked, 3, axis=2)
+    return checked
+
+
+def _array_to_image(array: np.ndarray, name: str) -> Image.Image:
+    """An RGB PIL image from an image array (floats rounded to 8 bits)."""
+    checked = _check_array(array, name)
+    if checked.dtype != np.uint8:
+        checked = np.round(checked * 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(checked), "RGB")
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Load one image source as an RGB PIL image at its original size, EXIF-oriented."""
+    name = _describe(source)
+    if isinstance(source, Image.Image):
+        try:
+            source.load()
+        except OSError as exc:
+            raise ImageError(f"the PIL image is truncated or corrupt ({exc})") from exc
+        return _to_rgb(ImageOps.exif_transpose(source))
+    if isinstance(source, np.ndarray):
+        return _array_to_image(source, name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("the image bytes are empty")
+        return _to_rgb(_open_encoded(io.BytesIO(bytes(source)), f"the image bytes ({name})"))
+    if _is_url(source):
+        return _to_rgb(_open_encoded(io.BytesIO(fetch_url(source)), f"the image at {source}"))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.exists():
+            hint = "" if isinstance(source, os.PathLike) else " (URLs must start with http(s)://)"
+            raise ImageError(f"no image file at {str(path)!r}{hint}")
+        return _to_rgb(_open_encoded(path, repr(str(path))))
+    raise ImageError(
+        f"cannot read an image from {name}: pass a path, an http(s) URL, bytes, a PIL image "
+        "or a numpy array"
+    )
+
+
+def _resize_float(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a float32 HxWx3 array channel by channel in PIL's float mode, clipped to [0, 1]."""
+    channels = [
+        np.asarray(Image.fromarray(array[:, :, c], "F").resize((width, height), RESAMPLE))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0)
+
+
+def _to_model_input(source: ImageSource, height: int, width: int, out: np.ndarray) -> None:
+    """Write one source into `out` (height x width x 3 float32 in [0, 1])."""
+    if isinstance(source, np.ndarray):
+        array = _check_array(source, _describe(source))
+        if array.dtype == np.float32:
+            out[:] = (
+                array if array.shape[:2] == (height, width) else _resize_float(array, height, width)
+            )
+            return
+    else:
+        array = np.asarray(load_image(source))
+    if array.shape[:2] != (height, width):
+        array = np.asarray(Image.fromarray(array, "RGB").resize((width, height), RESAMPLE))
+    np.multiply(array, np.float32(1 / 255), out=out, casting="unsafe")
+
+
+def image_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    """One source or many as a list; a 4-D array is a batch of images."""
+    if isinstance(images, (list, tuple)):
+        items = list(images)
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        items = list(images)
+    else:
+        items = [images]
+    if not items:
+        raise ImageError("no images given: pass an image or a non-empty list of images")
+    return items
+
+
+def _fill(items: list[ImageSource], height: int, width: int, first: int, total: int) -> np.ndarray:
+    """A batch from `items`, numbered from `first` of `total` in error messages."""
+    batch = np.empty((len(items), height, width, 3), dtype=np.float32)
+    for offset, source in enumerate(items):
+        try:
+            _to_model_input(source, height, width, batch[offset])
+        except ImageError as exc:
+            if total == 1:
+                raise
+            raise ImageError(f"image {first + offset} of {total}: {exc}") from exc
+    return batch
+
+
+def iter_batches(
+    images: ImageSource | Sequence[ImageSource], height: int, width: int, batch_size: int
+) -> Iterator[np.ndarray]:
+    """The images as consecutive float32 NHWC batches of at most `batch_size`, loaded lazily."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    items = image_list(images)
+    for start in range(0, len(items), batch_size):
+        yield _fill(items[start : start + batch_size], height, width, start, len(items))
+
+
+def to_batch(images: ImageSource | Sequence[ImageSource], height: int, width: int) -> np.ndarray:
+    """The images as one float32 [N, height, width, 3] batch in [0, 1], each resized to fit."""
+    items = image_list(images)
+    return _fill(items, height, width, 0, len(items))
