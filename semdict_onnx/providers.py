@@ -1,0 +1,223 @@
+"""ONNX Runtime sessions: which execution provider runs a model, and the session options.
+
+Order of choice: an explicit `providers` list is honoured (and every provider in it must
+really start, else ProviderError); otherwise CUDA when this onnxruntime build has it and
+its libraries load, else CPU. The CUDA libraries are probed with ctypes *before* asking
+onnxruntime, because onnxruntime-gpu prints red error lines and silently falls back to
+CPU when they are missing. The probe also preloads the libraries shipped in NVIDIA's pip
+wheels (nvidia-*), which onnxruntime would not find on its own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.metadata
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from .errors import ProviderError
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+# Providers that run on CUDA and so need its libraries.
+CUDA_BASED = (CUDA, "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider")
+# onnxruntime distributions that install the same `onnxruntime` module.
+RUNTIME_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-openvino",
+    "onnxruntime-qnn",
+)
+CUDA_INSTALL_HINT = (
+    "install them with `pip install onnxruntime-gpu[cuda,cudnn]` (or the nvidia-* wheels, "
+    "e.g. nvidia-cublas, nvidia-cuda-runtime, nvidia-curand, nvidia-cudnn), or a CUDA toolkit "
+    "and cuDNN matching this onnxruntime build; see "
+    "https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html#requirements"
+)
+# cuDNN's major version required by every onnxruntime-gpu release built for CUDA 12 and 13.
+CUDNN_MAJOR = "9"
+
+ProviderSpec = str | tuple[str, dict[str, Any]]
+
+
+class ProviderWarning(UserWarning):
+    """A provider setup that works but is probably not what the user wants."""
+
+
+def session_options() -> ort.SessionOptions:
+    """The session options every model uses: full graph optimization, quiet logs."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # 3 = errors only: no warnings about nodes placed on CPU by a GPU provider.
+    options.log_severity_level = 3
+    return options
+
+
+def cuda_library_names() -> list[str]:
+    """The shared libraries this onnxruntime build's CUDA provider needs, driver last."""
+    major = (getattr(ort, "cuda_version", "") or "12").split(".")[0]
+    if sys.platform == "win32":
+        return [
+            f"cudart64_{major}.dll",
+            f"cublasLt64_{major}.dll",
+            f"cublas64_{major}.dll",
+            "curand64_10.dll",
+            f"cudnn64_{CUDNN_MAJOR}.dll",
+            "nvcuda.dll",
+        ]
+    return [
+        f"libcudart.so.{major}",
+        f"libcublasLt.so.{major}",
+        f"libcublas.so.{major}",
+        "libcurand.so.10",
+        f"libcudnn.so.{CUDNN_MAJOR}",
+        "libcuda.so.1",
+    ]
+
+
+def _wheel_library_paths(name: str) -> list[Path]:
+    """Copies of library `name` inside NVIDIA's pip wheels (site-packages/nvidia/*/lib or bin)."""
+    found = []
+    for entry in sys.path:
+        nvidia = Path(entry or ".") / "nvidia"
+        if nvidia.is_dir():
+            found += sorted(nvidia.glob(f"*/lib/{name}")) + sorted(nvidia.glob(f"*/bin/**/{name}"))
+    return found
+
+
+def _load_library(name: str) -> bool:
+    """Load `name` from an NVIDIA wheel or the system search path; True when it loaded."""
+    for candidate in [*map(str, _wheel_library_paths(name)), name]:
+        try:
+            ctypes.CDLL(candidate)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def missing_cuda_libraries() -> tuple[str, ...]:
+    """The CUDA libraries that cannot be loaded here (empty when CUDA can run); cached."""
+    if CUDA not in ort.get_available_providers():
+        return ()
+    return tuple(name for name in cuda_library_names() if not _load_library(name))
+
+
+def cuda_problem() -> str | None:
+    """Why the CUDA provider cannot run here, or None when it can."""
+    if CUDA not in ort.get_available_providers():
+        return (
+            f"this onnxruntime build ({_installed_runtimes() or 'onnxruntime'}) has no CUDA "
+            "provider; install onnxruntime-gpu instead (never beside onnxruntime)"
+        )
+    missing = missing_cuda_libraries()
+    if not missing:
+        return None
+    problem = f"the CUDA provider cannot load {', '.join(missing)}: {CUDA_INSTALL_HINT}"
+    driver = cuda_library_names()[-1]
+    if driver in missing:
+        problem += f". {driver} comes with the NVIDIA driver: without it there is no usable GPU"
+    return problem
+
+
+def _installed_runtimes() -> str:
+    """The onnxruntime distributions installed, as 'name version' joined by ' and '."""
+    found = []
+    for dist in RUNTIME_DISTRIBUTIONS:
+        try:
+            found.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return " and ".join(found)
+
+
+def warn_if_several_runtimes() -> None:
+    """Warn when more than one onnxruntime distribution is installed (one silently wins)."""
+    installed = _installed_runtimes()
+    if " and " in installed:
+        warnings.warn(
+            f"{installed} are installed side by side; they share one `onnxruntime` module and "
+            "whichever was installed last wins, often the CPU-only one. Keep only one: "
+            "`pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu` "
+            "(or `onnxruntime` on macOS).",
+            ProviderWarning,
+            stacklevel=3,
+        )
+
+
+def _provider_name(spec: ProviderSpec) -> str:
+    """The provider name of a spec: a name, or a (name, options) pair as onnxruntime takes."""
+    return spec if isinstance(spec, str) else spec[0]
+
+
+def _check_requested(providers: Sequence[ProviderSpec]) -> list[ProviderSpec]:
+    """Validate an explicit providers list before onnxruntime sees it."""
+    if isinstance(providers, str) or not providers:
+        raise ProviderError(
+            f"providers must be a non-empty list such as [{CUDA!r}, {CPU!r}], got {providers!r}"
+        )
+    available = ort.get_available_providers()
+    for spec in providers:
+        name = _provider_name(spec)
+        if name not in ort.get_all_providers():
+            raise ProviderError(
+                f"unknown execution provider {name!r}; this onnxruntime build offers: "
+                f"{', '.join(available)}"
+            )
+        if name not in available:
+            raise ProviderError(
+                f"{name} is not in this onnxruntime build ({_installed_runtimes()}); "
+                f"it offers: {', '.join(available)}"
+            )
+        if name in CUDA_BASED and (problem := cuda_problem()):
+            raise ProviderError(f"{name} was asked for but cannot run here: {problem}")
+    return list(providers)
+
+
+def default_providers() -> list[str]:
+    """CUDA then CPU when CUDA can run here, else CPU alone; warns when a GPU is left unused."""
+    if cuda_problem() is None:
+        return [CUDA, CPU]
+    missing = missing_cuda_libraries()
+    driver = cuda_library_names()[-1]
+    if missing and driver not in missing:
+        warnings.warn(
+            f"an NVIDIA driver is present but the CUDA provider cannot load "
+            f"{', '.join(missing)}, so the model runs on the CPU; {CUDA_INSTALL_HINT}",
+            ProviderWarning,
+            stacklevel=3,
+        )
+    return [CPU]
+
+
+def create_session(
+    path: str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
+) -> ort.InferenceSession:
+    """An InferenceSession on `path` with the chosen providers, checked to really use them."""
+    warn_if_several_runtimes()
+    explicit = providers is not None
+    chosen = _check_requested(providers) if explicit else default_providers()
+    session = ort.InferenceSession(
+        os.fspath(path), sess_options=session_options(), providers=chosen, enable_fallback=0
+    )
+    running = session.get_providers()
+    not_running = [_provider_name(s) for s in chosen if _provider_name(s) not in running]
+    if not_running:
+        problem = (
+            f"{', '.join(not_running)} did not start (onnxruntime runs {', '.join(running)}); "
+            "its log lines above say why. For CUDA: " + CUDA_INSTALL_HINT
+        )
+        if explicit:
+            raise ProviderError(problem)
+        warnings.warn(problem, ProviderWarning, stacklevel=2)
+    return session
