@@ -1,0 +1,194 @@
+"""The runtime model: an exported ONNX file, its model card, and its activations on images.
+
+`load_model()` opens the file written by `scripts/export.py`, checks that it keeps the
+contract (the input and every layer named in its metadata exist as graph inputs and
+outputs) and picks the execution provider (see providers.py). Every network fact (input
+size and value range, layer names, channel counts, the class output) comes from the
+file's metadata, never from this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from . import providers as providers_module
+from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
+from .images import ImageSource, iter_batches
+from .metadata import METADATA_KEY, ModelInfo
+from .paths import default_model_path
+
+# What ONNX Runtime raises for a file it cannot load as a model.
+_LOAD_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoModel,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
+_EXPORT_HINT = (
+    "create it with `python scripts/export.py` (downloads Lucid's GoogLeNet once), or "
+    "`python scripts/export.py --replica` on a machine without network (random weights, "
+    "for testing), or pass load_model(path=...)"
+)
+
+
+class Model:
+    """An exported network on ONNX Runtime; safe to call from several threads at once."""
+
+    def __init__(self, session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+        self._session = session
+        self._info = info
+        self._path = path
+        low, high = info.input.value_range
+        self._input_scale = (float(low), float(high) - float(low))
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model card from the file's metadata."""
+        return self._info
+
+    @property
+    def path(self) -> Path:
+        """The ONNX file this model was loaded from."""
+        return self._path
+
+    @property
+    def provider(self) -> str:
+        """The execution provider ONNX Runtime really runs this model on."""
+        return self._session.get_providers()[0]
+
+    @property
+    def is_replica(self) -> bool:
+        """True when the weights are random (a replica built by `scripts/export.py --replica`)."""
+        return self._info.replica
+
+    @property
+    def layers(self) -> dict[str, int]:
+        """Activation layer names and their channel counts, in network order."""
+        return {layer.name: layer.channels for layer in self._info.layers}
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """Class names of the class output, or None when the file does not know them."""
+        return self._info.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The (height, width) every image is resized to."""
+        return self._info.input.height, self._info.input.width
+
+    def __repr__(self) -> str:
+        layers = ", ".join(f"{name}({channels})" for name, channels in self.layers.items())
+        height, width = self.input_size
+        weights = (
+            "REPLICA: random weights, activations mean nothing"
+            if self.is_replica
+            else f"source sha256 {self._info.source_sha256[:12]}"
+        )
+        return (
+            f"<Model {self._info.network} from {str(self._path)!r} on {self.provider}; "
+            f"input {height}x{width}; layers {layers}; "
+            f"class output {self._info.class_output}; {weights}>"
+        )
+
+    def _output_names(self, layers: str | Sequence[str] | None) -> list[str]:
+        """The ONNX outputs to compute for `layers` (None: every activation layer)."""
+        if layers is None:
+            return self._info.layer_names
+        requested = [layers] if isinstance(layers, str) else list(layers)
+        valid = self._info.layer_names + [self._info.class_output] * bool(self._info.class_output)
+        if not requested:
+            raise UnknownLayerError(
+                f"no layers asked for; pass layers=None for all, or some of: {', '.join(valid)}"
+            )
+        for name in requested:
+            if name not in valid:
+                raise UnknownLayerError(
+                    f"unknown layer {name!r}; this model has: {', '.join(valid)}"
+                )
+        return list(dict.fromkeys(requested))
+
+    def activations(
+        self,
+        images: ImageSource | Sequence[ImageSource],
+        layers: str | Sequence[str] | None = None,
+        batch_size: int = 16,
+    ) -> dict[str, np.ndarray]:
+        """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images."""
+        names = self._output_names(layers)
+        height, width = self.input_size
+        offset, span = self._input_scale
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for batch in iter_batches(images, height, width, batch_size):
+            if (offset, span) != (0.0, 1.0):
+                batch = batch * np.float32(span) + np.float32(offset)
+            outputs = self._session.run(names, {self._info.input.name: batch})
+            for name, value in zip(names, outputs, strict=True):
+                chunks[name].append(value)
+        return {
+            name: np.ascontiguousarray(
+                parts[0] if len(parts) == 1 else np.concatenate(parts), dtype=np.float32
+            )
+            for name, parts in chunks.items()
+        }
+
+
+def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
+    """The model card in the session's metadata, checked against the graph's inputs/outputs."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in metadata:
+        raise ModelFormatError(
+            f"{path} is an ONNX model without {METADATA_KEY!r} metadata, so it was not written "
+            f"by scripts/export.py; {_EXPORT_HINT}"
+        )
+    try:
+        info = ModelInfo.from_json(metadata[METADATA_KEY])
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from exc
+    inputs = {node.name: node for node in session.get_inputs()}
+    outputs = {node.name: node for node in session.get_outputs()}
+    graph_input = inputs.get(info.input.name)
+    if graph_input is None or len(graph_input.shape) != 4 or graph_input.type != "tensor(float)":
+        raise ModelFormatError(
+            f"{path}: its metadata names a float32 NHWC image input {info.input.name!r} but the "
+            f"graph's inputs are {[(n.name, n.type, n.shape) for n in inputs.values()]}; "
+            "re-export it with `python scripts/export.py`"
+        )
+    wanted = info.layer_names + ([info.class_output] if info.class_output else [])
+    missing = [name for name in wanted if name not in outputs]
+    if missing:
+        raise ModelFormatError(
+            f"{path}: its metadata lists {', '.join(missing)} but the graph has no such "
+            f"output (it has {', '.join(outputs)}); re-export it with `python scripts/export.py`"
+        )
+    return info
+
+
+def load_model(
+    path: str | os.PathLike[str] | None = None,
+    providers: Sequence[providers_module.ProviderSpec] | None = None,
+) -> Model:
+    """Open an exported ONNX model (default: the file `scripts/export.py` writes)."""
+    model_path = Path(path).expanduser() if path is not None else default_model_path()
+    if not model_path.exists():
+        raise ModelNotFoundError(f"no exported model at {model_path}; {_EXPORT_HINT}")
+    if not model_path.is_file():
+        raise ModelFormatError(f"{model_path} is a folder, not an ONNX model file")
+    try:
+        session = providers_module.create_session(model_path, providers)
+    except _LOAD_ERRORS as exc:
+        raise ModelFormatError(
+            f"{model_path} is not an ONNX model ONNX Runtime {ort.__version__} can load "
+            f"({str(exc).splitlines()[0]}); if it was cut short or made by another version, "
+            f"re-export it: {_EXPORT_HINT}"
+        ) from exc
+    return Model(session, _read_info(session, model_path), model_path)
