@@ -1,0 +1,519 @@
+"""Dataset examples: for each channel of a layer, the image patches that excite it most.
+
+`build_spritemap` runs the model over many images in batches and keeps, per channel, a
+bounded running top list of (activation, image, row, col) in a `TopExamples`, which merges
+exactly with the top lists of other image sets (split a dataset across processes with
+`scan_examples`, merge, then `spritemap_from_examples`). Each winner's picture is the patch of
+its source image that the position sees (the layer's receptive field, clipped to the image),
+resized to the sprite size. A channel that never fires (never above 0) gets a blank sprite
+and is listed as dead in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .atomic import write_text_atomic
+from .errors import DownloadError, ImageError, SemdictError
+from .images import load_image
+from .model import Model, load_model
+from .receptive_field import ReceptiveField, receptive_fields
+from .spritemap import Spritemap
+
+DEFAULT_SPRITE_SIZE = 96
+DEFAULT_BATCH_SIZE = 16
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+BLANK_COLOUR = (224, 224, 224)
+MAX_LISTED_SKIPS = 50
+CROP_RESAMPLE = Image.Resampling.BILINEAR
+TOP_EXAMPLES_KIND = "semdict_onnx.top_examples"
+TOP_EXAMPLES_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Example:
+    """One winning position: its activation, the image it is in, and its row and column."""
+
+    value: float
+    image_id: str
+    row: int
+    col: int
+
+
+class TopExamples:
+    """Per channel, the `k` strongest positive activations seen so far, in a fixed-size state.
+
+    Ties are broken by image id, then row, then column, so the result over a set of images does
+    not depend on their order or on how they were split: merging the states of disjoint image
+    sets gives exactly the state over their union.
+    """
+
+    def __init__(self, channels: int, k: int = 1, layer: str | None = None) -> None:
+        if channels < 1 or k < 1:
+            raise SemdictError(f"TopExamples needs channels >= 1 and k >= 1, not {channels}, {k}")
+        self.channels, self.k, self.layer = int(channels), int(k), layer
+        self.values = np.full((self.channels, self.k), -np.inf, np.float32)
+        self.image_ids = np.full((self.channels, self.k), "", object)
+        self.rows = np.zeros((self.channels, self.k), np.int32)
+        self.cols = np.zeros((self.channels, self.k), np.int32)
+        self.images_seen = 0
+
+    def update(self, acts: np.ndarray, image_ids: Sequence[str]) -> None:
+        """Fold in a batch of activations [N, H, W, channels] of the images `image_ids`."""
+        if acts.ndim != 4 or acts.shape[3] != self.channels or acts.shape[0] != len(image_ids):
+            raise SemdictError(
+                f"update needs activations [N, H, W, {self.channels}] for N image ids, "
+                f"got {acts.shape} for {len(image_ids)} ids"
+            )
+        count, height, width, _ = acts.shape
+        flat = acts.reshape(-1, self.channels)
+        positions = flat.shape[0]
+        if positions > self.k:
+            kth = np.partition(flat, positions - self.k, axis=0)[positions - self.k]
+        else:
+            kth = flat.min(axis=0)
+        threshold = np.maximum(kth, self.values[:, -1])
+        position, channel = np.nonzero((flat >= threshold) & (flat > 0))
+        ids = np.asarray(list(image_ids), object)[position // (height * width)]
+        candidates = (
+            channel,
+            flat[position, channel],
+            ids,
+            (position // width) % height,
+            position % width,
+        )
+        self._keep_best(_concat(self._entries(), candidates))
+        self.images_seen += count
+
+    def merge(self, other: TopExamples) -> TopExamples:
+        """A new state equal to the one over both states' images (which must be disjoint)."""
+        if (self.channels, self.k, self.layer) != (other.channels, other.k, other.layer):
+            raise SemdictError(
+                f"cannot merge top examples of layer {other.layer!r} ({other.channels} channels, "
+                f"k={other.k}) into layer {self.layer!r} ({self.channels} channels, k={self.k})"
+            )
+        merged = TopExamples(self.channels, self.k, self.layer)
+        merged._keep_best(_concat(self._entries(), other._entries()))
+        merged.images_seen = self.images_seen + other.images_seen
+        return merged
+
+    def examples(self, channel: int) -> list[Example]:
+        """The winners of `channel`, strongest first (empty for a dead channel)."""
+        filled = np.nonzero(np.isfinite(self.values[channel]))[0]
+        return [
+            Example(
+                value=float(self.values[channel, i]),
+                image_id=str(self.image_ids[channel, i]),
+                row=int(self.rows[channel, i]),
+                col=int(self.cols[channel, i]),
+            )
+            for i in filled
+        ]
+
+    @property
+    def dead(self) -> list[int]:
+        """Channels that were never above 0 on any position of any image."""
+        return [int(c) for c in np.nonzero(~np.isfinite(self.values[:, 0]))[0]]
+
+    def referenced_ids(self) -> set[str]:
+        """The image ids that hold at least one winner."""
+        return set(self.image_ids[np.isfinite(self.values)].tolist())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data; `from_dict` restores it exactly."""
+        return {
+            "kind": TOP_EXAMPLES_KIND,
+            "schema": TOP_EXAMPLES_SCHEMA,
+            "layer": self.layer,
+            "channels": self.channels,
+            "k": self.k,
+            "images_seen": self.images_seen,
+            "examples": [
+                [[e.value, e.image_id, e.row, e.col] for e in self.examples(c)]
+                for c in range(self.channels)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopExamples:
+        """The state `to_dict` wrote."""
+        if data.get("kind") != TOP_EXAMPLES_KIND or data.get("schema") != TOP_EXAMPLES_SCHEMA:
+            raise SemdictError(
+                f"not version-{TOP_EXAMPLES_SCHEMA} top examples; write them with TopExamples.save"
+            )
+        try:
+            state = cls(data["channels"], data["k"], data["layer"])
+            state.images_seen = int(data["images_seen"])
+            if len(data["examples"]) != state.channels:
+                raise ValueError(f"{len(data['examples'])} example lists for {state.channels}")
+            for channel, entries in enumerate(data["examples"]):
+                for i, (value, image_id, row, col) in enumerate(entries[: state.k]):
+                    state.values[channel, i] = value
+                    state.image_ids[channel, i] = str(image_id)
+                    state.rows[channel, i], state.cols[channel, i] = row, col
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SemdictError(f"malformed top examples ({exc})") from exc
+        return state
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the state as JSON, atomically."""
+        return write_text_atomic(path, json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TopExamples:
+        """Read a state `save` wrote."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SemdictError(f"cannot read top examples from {str(path)!r} ({exc})") from exc
+        return cls.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TopExamples):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def _entries(self) -> tuple[np.ndarray, ...]:
+        """The filled slots as (channel, value, image id, row, col) arrays."""
+        channel, slot = np.nonzero(np.isfinite(self.values))
+        return (
+            channel,
+            self.values[channel, slot],
+            self.image_ids[channel, slot],
+            self.rows[channel, slot],
+            self.cols[channel, slot],
+        )
+
+    def _keep_best(self, entries: tuple[np.ndarray, ...]) -> None:
+        """Refill the state with the best `k` entries per channel, in the tie-broken order."""
+        channel, value, ids, rows, cols = entries
+        order = np.lexsort((cols, rows, ids.astype(str), -value, channel))
+        channel, value, ids, rows, cols = (a[order] for a in (channel, value, ids, rows, cols))
+        slot = np.arange(len(channel)) - np.searchsorted(channel, channel, side="left")
+        keep = slot < self.k
+        channel, slot = channel[keep], slot[keep]
+        self.values.fill(-np.inf)
+        self.image_ids.fill("")
+        self.values[channel, slot] = value[keep]
+        self.image_ids[channel, slot] = ids[keep]
+        self.rows[channel, slot] = rows[keep]
+        self.cols[channel, slot] = cols[keep]
+
+
+def _concat(*parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Concatenate entry tuples field by field."""
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(5))
+
+
+@dataclass
+class ScanReport:
+    """What a scan read and what it had to skip (names of the first MAX_LISTED_SKIPS)."""
+
+    images_seen: int = 0
+    skipped_count: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, name: str, reason: str) -> None:
+        """Record one image that could not be used."""
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_LISTED_SKIPS:
+            self.skipped.append({"source": name, "reason": reason})
+
+    def summary(self) -> str:
+        """One line: how many images were used and skipped, and which."""
+        text = f"{self.images_seen} images read"
+        if self.skipped_count:
+            names = ", ".join(item["source"] for item in self.skipped)
+            more = self.skipped_count - len(self.skipped)
+            text += f"; skipped {self.skipped_count} that could not be read: {names}"
+            text += f" and {more} more" if more else ""
+        return text
+
+
+@dataclass
+class _Kept:
+    """A winner's source image, shrunk to what its crops need, and its original size."""
+
+    image: Image.Image
+    size: tuple[int, int]
+
+
+def build_spritemap(
+    images: Any,
+    layer: str,
+    model: Model | str | os.PathLike[str] | None = None,
+    sprite_size: int = DEFAULT_SPRITE_SIZE,
+    per_row: int | None = None,
+    examples_per_channel: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> Spritemap:
+    """A spritemap of `layer` from dataset examples: each channel's most exciting image patches.
+
+    `images` is a folder (searched recursively), a list of paths, or any iterable of images
+    (paths, URLs, bytes, PIL images, arrays). Unreadable ones are skipped and summarised.
+    """
+    model = _as_model(model)
+    field_ = receptive_fields(model, [layer])[layer]
+    top = TopExamples(model.info.layer(layer).channels, examples_per_channel, layer)
+    tile = _tile_size(sprite_size, examples_per_channel)
+    kept: dict[str, _Kept] = {}
+
+    def keep_winners(batch: list[tuple[str, Image.Image]]) -> None:
+        wanted = top.referenced_ids()
+        for image_id, image in batch:
+            if image_id in wanted:
+                kept[image_id] = _Kept(_shrink(image, field_, tile), image.size)
+        for image_id in set(kept) - wanted:
+            del kept[image_id]
+
+    report = _scan(images, model, layer, top, batch_size, progress, keep_winners)
+    return _compose(top, field_, sprite_size, per_row, kept.__getitem__, model, report)
+
+
+def scan_examples(
+    images: Any,
+    layer: str,
+    model: Model | str | os.PathLike[str] | None = None,
+    examples_per_channel: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> TopExamples:
+    """The top examples alone, to split a dataset across processes and `merge` the results."""
+    model = _as_model(model)
+    top = TopExamples(model.info.layer(layer).channels, examples_per_channel, layer)
+    _scan(images, model, layer, top, batch_size, progress, None)
+    return top
+
+
+def spritemap_from_examples(
+    top: TopExamples,
+    model: Model | str | os.PathLike[str] | None = None,
+    sprite_size: int = DEFAULT_SPRITE_SIZE,
+    per_row: int | None = None,
+) -> Spritemap:
+    """The spritemap of merged top examples, re-reading each winner's image by its id (path)."""
+    model = _as_model(model)
+    if top.layer is None:
+        raise SemdictError("these top examples do not say their layer; scan with a layer")
+    field_ = receptive_fields(model, [top.layer])[top.layer]
+    if model.info.layer(top.layer).channels != top.channels:
+        raise SemdictError(
+            f"the top examples have {top.channels} channels but layer {top.layer!r} of this "
+            f"model has {model.info.layer(top.layer).channels}; use the model they came from"
+        )
+    loaded: dict[str, _Kept] = {}
+
+    def reopen(image_id: str) -> _Kept:
+        if image_id not in loaded:
+            try:
+                image = load_image(image_id)
+            except (ImageError, DownloadError) as exc:
+                raise ImageError(
+                    f"cannot re-read winning image {image_id!r} ({exc}); images given in memory "
+                    "can only be cropped by build_spritemap, which keeps them while it runs"
+                ) from exc
+            loaded[image_id] = _Kept(image, image.size)
+        return loaded[image_id]
+
+    report = ScanReport(images_seen=top.images_seen)
+    return _compose(top, field_, sprite_size, per_row, reopen, model, report)
+
+
+def image_sources(images: Any) -> tuple[Iterable[Any], int | None, ScanReport]:
+    """The items to scan, their number when known, and a report of files already passed over.
+
+    A folder is searched recursively for IMAGE_SUFFIXES; other files in it are reported as
+    skipped. A single path, URL, PIL image or array is one image; a 4-D array is a batch.
+    """
+    report = ScanReport()
+    if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
+        folder = Path(images).expanduser()
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        for other in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
+            report.skip(str(other), "not an image file (by its suffix)")
+        if not found:
+            raise ImageError(
+                f"no images in folder {str(folder)!r} (searched recursively for "
+                f"{', '.join(IMAGE_SUFFIXES)}; found {len(files)} other files); "
+                "point --images / images= at a folder of photos"
+            )
+        return found, len(found), report
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image)) or (
+        isinstance(images, np.ndarray) and images.ndim < 4
+    ):
+        return [images], 1, report
+    if not isinstance(images, Iterable):
+        raise ImageError(
+            f"cannot read images from a {type(images).__name__}: pass a folder, a list of "
+            "paths, or an iterable of images"
+        )
+    return images, len(images) if hasattr(images, "__len__") else None, report
+
+
+def _scan(
+    images: Any,
+    model: Model,
+    layer: str,
+    top: TopExamples,
+    batch_size: int,
+    progress: bool,
+    after_batch: Callable[[list[tuple[str, Image.Image]]], None] | None,
+) -> ScanReport:
+    """Run the model over the images in batches, folding each batch into `top`."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SemdictError(f"batch_size must be a positive integer, not {batch_size!r}")
+    items, total, report = image_sources(images)
+    bar = tqdm(total=total, unit="img", desc=f"dataset examples {layer}", disable=not progress)
+    try:
+        for batch in _batches(_readable(items, report), batch_size):
+            acts = model.activations([image for _, image in batch], [layer], batch_size)[layer]
+            top.update(acts, [image_id for image_id, _ in batch])
+            if after_batch is not None:
+                after_batch(batch)
+            report.images_seen += len(batch)
+            bar.update(len(batch))
+            if report.skipped_count:
+                bar.set_postfix(skipped=report.skipped_count)
+    finally:
+        bar.close()
+    if report.images_seen == 0:
+        raise ImageError(f"none of the images could be read: {report.summary()}")
+    if report.skipped_count:
+        warnings.warn(report.summary(), stacklevel=3)
+    return report
+
+
+def _readable(items: Iterable[Any], report: ScanReport) -> Iterator[tuple[str, Image.Image]]:
+    """(id, RGB image) for each item that loads; the others are recorded in `report`."""
+    for index, item in enumerate(items):
+        image_id = _image_id(item, index)
+        try:
+            yield image_id, load_image(item)
+        except (ImageError, DownloadError) as exc:
+            report.skip(image_id, str(exc))
+
+
+def _image_id(item: Any, index: int) -> str:
+    """A path or URL names itself; an in-memory image is named by its place in the input."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"image #{index}"
+
+
+def _batches(pairs: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most `size` items."""
+    batch = []
+    for pair in pairs:
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """A loaded model from a Model, a path, or None (the default exported model)."""
+    return model if isinstance(model, Model) else load_model(model)
+
+
+def _tile_size(sprite_size: int, examples: int) -> int:
+    """The side of one example's picture when `examples` share a sprite in a square mosaic."""
+    if not isinstance(sprite_size, int) or sprite_size < 1:
+        raise SemdictError(f"sprite_size must be a positive integer, not {sprite_size!r}")
+    if not isinstance(examples, int) or examples < 1:
+        raise SemdictError(f"examples_per_channel must be a positive integer, not {examples!r}")
+    tile = sprite_size // math.ceil(math.sqrt(examples))
+    if tile < 1:
+        raise SemdictError(f"{examples} examples do not fit in a {sprite_size} px sprite")
+    return tile
+
+
+def _shrink(image: Image.Image, field_: ReceptiveField, tile: int) -> Image.Image:
+    """`image` reduced to the resolution at which its field crops still fill a tile."""
+    input_h, input_w = field_.input_size
+    width = min(image.width, math.ceil(input_w * tile / min(field_.size[1], input_w)))
+    height = min(image.height, math.ceil(input_h * tile / min(field_.size[0], input_h)))
+    if (width, height) == image.size:
+        return image
+    return image.resize((width, height), Image.Resampling.BOX)
+
+
+def _compose(
+    top: TopExamples,
+    field_: ReceptiveField,
+    sprite_size: int,
+    per_row: int | None,
+    source_of: Callable[[str], _Kept],
+    model: Model,
+    report: ScanReport,
+) -> Spritemap:
+    """Paste every winner's crop into the grid and describe each sprite in the manifest."""
+    tile = _tile_size(sprite_size, top.k)
+    per_side = sprite_size // tile
+    per_row = per_row or math.ceil(math.sqrt(top.channels))
+    rows = math.ceil(top.channels / per_row)
+    grid = np.empty((rows * sprite_size, per_row * sprite_size, 3), np.uint8)
+    grid[:] = BLANK_COLOUR
+    sprites = []
+    for channel in range(top.channels):
+        top_row, left = (channel // per_row) * sprite_size, (channel % per_row) * sprite_size
+        examples = []
+        for i, example in enumerate(top.examples(channel)):
+            kept = source_of(example.image_id)
+            crop_box = field_.image_box(example.row, example.col, kept.image.size)
+            crop = kept.image.crop(crop_box).resize((tile, tile), CROP_RESAMPLE)
+            y, x = top_row + (i // per_side) * tile, left + (i % per_side) * tile
+            grid[y : y + tile, x : x + tile] = np.asarray(crop)
+            examples.append(
+                {
+                    "source": example.image_id,
+                    "row": example.row,
+                    "col": example.col,
+                    "activation": example.value,
+                    "box": list(field_.image_box(example.row, example.col, kept.size)),
+                }
+            )
+        sprites.append(_sprite_entry(channel, examples))
+    manifest = {
+        "basis": "neurons",
+        "method": "dataset examples",
+        "model": {
+            "network": model.info.network,
+            "replica": model.info.replica,
+            "source_sha256": model.info.source_sha256,
+        },
+        "images_seen": report.images_seen,
+        "skipped_count": report.skipped_count,
+        "skipped": report.skipped,
+        "examples_per_channel": top.k,
+        "receptive_field": field_.to_dict(),
+        "dead_channels": top.dead,
+        "sprites": sprites,
+    }
+    return Spritemap(grid, per_row, sprite_size, top.channels, layer=top.layer, manifest=manifest)
+
+
+def _sprite_entry(channel: int, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest entry of one sprite: its best example up front, then all of them."""
+    best = examples[0] if examples else {}
+    return {
+        "channel": channel,
+        "dead": not examples,
+        "activation": best.get("activation", 0.0),
+        "source": best.get("source"),
+        "row": best.get("row"),
+        "col": best.get("col"),
+        "examples": examples,
+    }
