@@ -265,7 +265,7 @@ def iter_batches(
     images: ImageSource | Sequence[ImageSource], height: int, width: int, batch_size: int
 ) -> Iterator[np.ndarray]:
     """The images as consecutive float32 NHWC batches of at most `batch_size`, loaded lazily."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     items = image_list(images)
     for start in range(0, len(items), batch_size):

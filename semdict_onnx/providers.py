@@ -117,7 +117,7 @@ def cuda_problem() -> str | None:
     """Why the CUDA provider cannot run here, or None when it can."""
     if CUDA not in ort.get_available_providers():
         return (
-            f"this onnxruntime build ({_installed_runtimes() or 'onnxruntime'}) has no CUDA "
+            f"this onnxruntime build ({', '.join(installed_runtimes())}) has no CUDA "
             "provider; install onnxruntime-gpu instead (never beside onnxruntime)"
         )
     missing = missing_cuda_libraries()
@@ -130,28 +130,29 @@ def cuda_problem() -> str | None:
     return problem
 
 
-def _installed_runtimes() -> str:
-    """The onnxruntime distributions installed, as 'name version' joined by ' and '."""
+def installed_runtimes() -> list[str]:
+    """The onnxruntime distributions installed here, each as 'name version'."""
     found = []
     for dist in RUNTIME_DISTRIBUTIONS:
         try:
             found.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    return " and ".join(found)
+    return found
 
 
 def warn_if_several_runtimes() -> None:
     """Warn when more than one onnxruntime distribution is installed (one silently wins)."""
-    installed = _installed_runtimes()
-    if " and " in installed:
+    installed = installed_runtimes()
+    if len(installed) > 1:
         warnings.warn(
-            f"{installed} are installed side by side; they share one `onnxruntime` module and "
-            "whichever was installed last wins, often the CPU-only one. Keep only one: "
+            f"{' and '.join(installed)} are installed side by side; they share one "
+            "`onnxruntime` module and whichever was installed last wins, often the CPU-only "
+            "one. Keep only one: "
             "`pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu` "
             "(or `onnxruntime` on macOS).",
             ProviderWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -176,7 +177,7 @@ def _check_requested(providers: Sequence[ProviderSpec]) -> list[ProviderSpec]:
             )
         if name not in available:
             raise ProviderError(
-                f"{name} is not in this onnxruntime build ({_installed_runtimes()}); "
+                f"{name} is not in this onnxruntime build ({', '.join(installed_runtimes())}); "
                 f"it offers: {', '.join(available)}"
             )
         if name in CUDA_BASED and (problem := cuda_problem()):
@@ -195,7 +196,7 @@ def default_providers() -> list[str]:
             f"an NVIDIA driver is present but the CUDA provider cannot load "
             f"{', '.join(missing)}, so the model runs on the CPU; {CUDA_INSTALL_HINT}",
             ProviderWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return [CPU]
 
@@ -219,5 +220,5 @@ def create_session(
         )
         if explicit:
             raise ProviderError(problem)
-        warnings.warn(problem, ProviderWarning, stacklevel=2)
+        warnings.warn(problem, ProviderWarning, stacklevel=3)
     return session
