@@ -79,7 +79,9 @@ class TopExamples:
         count, height, width, _ = acts.shape
         flat = acts.reshape(-1, self.channels)
         positions = flat.shape[0]
-        if positions > self.k:
+        if self.k == 1:
+            kth = flat.max(axis=0)
+        elif positions > self.k:
             kth = np.partition(flat, positions - self.k, axis=0)[positions - self.k]
         else:
             kth = flat.min(axis=0)

@@ -1,0 +1,90 @@
+"""How much building a dataset-example spritemap costs over plain inference on the same images.
+
+    python benchmarks/spritemap_overhead.py [--model PATH] [--images 64] [--layer mixed4d]
+
+Writes N distinct photos (crops, flips and scales of the shipped examples) to a temporary
+folder, then times, alternately and `--repeats` times each: (a) plain inference, reading the
+files and computing the layer with `Model.activations`, and (b) `build_spritemap` over the
+same folder. Prints the best time of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from semdict_onnx.dataset_examples import DEFAULT_BATCH_SIZE, build_spritemap
+from semdict_onnx.images import load_image
+from semdict_onnx.model import load_model
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
+
+
+def write_photos(folder: Path, count: int) -> list[Path]:
+    """`count` distinct JPEGs made from the shipped examples."""
+    sources = [Image.open(p).convert("RGB") for p in sorted(EXAMPLES.glob("*.jpg"))]
+    paths = []
+    for i in range(count):
+        image = sources[i % len(sources)]
+        variant = i // len(sources)
+        w, h = image.size
+        margin = (variant % 4) * 0.05
+        image = image.crop((int(w * margin), int(h * margin), w, h))
+        image = ImageOps.mirror(image) if variant % 2 else image
+        path = folder / f"photo_{i:04d}.jpg"
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def plain_inference(model, paths: list[Path], layer: str, batch_size: int) -> None:
+    """Read the files and compute the layer, batch by batch, keeping nothing."""
+    for start in range(0, len(paths), batch_size):
+        batch = [load_image(p) for p in paths[start : start + batch_size]]
+        model.activations(batch, [layer], batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="ONNX model (default: the exported one)")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--layer", default="mixed4d")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    args = parser.parse_args(argv)
+    model = load_model(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_photos(Path(tmp), args.images)
+        plain_inference(model, paths[: args.batch_size], args.layer, args.batch_size)  # warm-up
+        plain, build = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            plain_inference(model, paths, args.layer, args.batch_size)
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            build_spritemap(
+                Path(tmp), args.layer, model, batch_size=args.batch_size, progress=False
+            )
+            build.append(time.perf_counter() - start)
+    best_plain, best_build = min(plain), min(build)
+    print(
+        f"model {model.info.network} ({'replica' if model.is_replica else 'real'}), "
+        f"{model.provider}, layer {args.layer}, {args.images} images, batch {args.batch_size}"
+    )
+    print(f"| step | best of {args.repeats} (s) | images/s |")
+    print("|---|---|---|")
+    print(f"| plain inference | {best_plain:.2f} | {args.images / best_plain:.1f} |")
+    print(f"| build_spritemap | {best_build:.2f} | {args.images / best_build:.1f} |")
+    ratio = best_build / best_plain
+    print(f"overhead: {100 * (ratio - 1):+.1f}% (ratio {ratio:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
