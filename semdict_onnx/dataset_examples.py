@@ -380,15 +380,13 @@ def _scan(
     items, total, report = image_sources(images)
     bar = tqdm(total=total, unit="img", desc=f"dataset examples {layer}", disable=not progress)
     try:
-        for batch in _batches(_readable(items, report), batch_size):
+        for batch in _batches(_readable(items, report, bar), batch_size):
             acts = model.activations([image for _, image in batch], [layer], batch_size)[layer]
             top.update(acts, [image_id for image_id, _ in batch])
             if after_batch is not None:
                 after_batch(batch)
             report.images_seen += len(batch)
             bar.update(len(batch))
-            if report.skipped_count:
-                bar.set_postfix(skipped=report.skipped_count)
     finally:
         bar.close()
     if report.images_seen == 0:
@@ -398,14 +396,20 @@ def _scan(
     return report
 
 
-def _readable(items: Iterable[Any], report: ScanReport) -> Iterator[tuple[str, Image.Image]]:
-    """(id, RGB image) for each item that loads; the others are recorded in `report`."""
+def _readable(
+    items: Iterable[Any], report: ScanReport, bar: tqdm
+) -> Iterator[tuple[str, Image.Image]]:
+    """(id, RGB image) for each item that loads; the others are recorded and counted as done."""
     for index, item in enumerate(items):
         image_id = _image_id(item, index)
         try:
-            yield image_id, load_image(item)
+            image = load_image(item)
         except (ImageError, DownloadError) as exc:
             report.skip(image_id, str(exc))
+            bar.set_postfix(skipped=report.skipped_count, refresh=False)
+            bar.update(1)
+            continue
+        yield image_id, image
 
 
 def _image_id(item: Any, index: int) -> str:

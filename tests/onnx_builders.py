@@ -87,3 +87,32 @@ class GraphBuilder:
         helper.set_model_props(model, {METADATA_KEY: info.to_json()})
         onnx.save(model, str(path))
         return path
+
+
+# The planted model: a 1x1 conv over (r, g, b) whose channels answer known colours, then a
+# 4x4 average pool (stride 4), so layer position (row, col) sees exactly input block (row, col).
+MODEL_SIZE = 32
+BLOCK = 4
+PLANTED = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, -1], [-1, -1, 1], [1, 1, 1]], np.float32)
+PLANTED_BIAS = np.array([0, 0, -0.1, 0, -2.5], np.float32)
+RED, GREEN, DEAD, BLUE, WHITE = range(5)  # DEAD is always below 0 on inputs in [0, 1]
+
+
+def build_planted_model(path: Path) -> Path:
+    """Write the planted model (one layer, "blocks": 8x8 positions, 5 channels) to `path`."""
+    g = GraphBuilder(MODEL_SIZE, MODEL_SIZE)
+    mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)
+    colours = g.node("Relu", [mix], "colours")
+    pooled = g.node(
+        "AveragePool", [colours], "pooled", kernel_shape=[BLOCK] * 2, strides=[BLOCK] * 2
+    )
+    g.layer("blocks", pooled, 5)
+    return g.save(path)
+
+
+def square(size: int, row: int, col: int, colour, scale: int = 2) -> np.ndarray:
+    """A black (size * scale) px image whose block (row, col) is filled with `colour`."""
+    image = np.zeros((size * scale, size * scale, 3), np.uint8)
+    side = BLOCK * scale
+    image[row * side : (row + 1) * side, col * side : (col + 1) * side] = colour
+    return image

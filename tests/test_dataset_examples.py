@@ -10,7 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_builders import GraphBuilder
+from onnx_builders import (
+    BLOCK,
+    BLUE,
+    DEAD,
+    GREEN,
+    MODEL_SIZE,
+    RED,
+    WHITE,
+    build_planted_model,
+    square,
+)
 from PIL import Image
 
 import semdict_onnx
@@ -26,32 +36,10 @@ from semdict_onnx.errors import ImageError, SemdictError
 from semdict_onnx.model import load_model
 from semdict_onnx.spritemap import Spritemap
 
-MODEL_SIZE = 32
-BLOCK = 4  # the layer averages 4x4 blocks: position (row, col) sees input pixels of that block
-# 1x1 conv over (r, g, b): red, green, never (always < 0), blue, white.
-PLANTED = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, -1], [-1, -1, 1], [1, 1, 1]], np.float32)
-PLANTED_BIAS = np.array([0, 0, -0.1, 0, -2.5], np.float32)
-RED, GREEN, DEAD, BLUE, WHITE = range(5)
-
 
 @pytest.fixture(scope="module")
 def planted_model(tmp_path_factory):
-    g = GraphBuilder(MODEL_SIZE, MODEL_SIZE)
-    weights = PLANTED.reshape(5, 3, 1, 1)
-    colours = g.node("Relu", [g.conv("image_nchw", "mix", weights, PLANTED_BIAS)], "colours")
-    pooled = g.node(
-        "AveragePool", [colours], "pooled", kernel_shape=[BLOCK] * 2, strides=[BLOCK] * 2
-    )
-    g.layer("blocks", pooled, 5)
-    return load_model(g.save(tmp_path_factory.mktemp("planted") / "planted.onnx"))
-
-
-def square(size: int, row: int, col: int, colour, scale: int = 2) -> np.ndarray:
-    """A black image size*scale px square with one layer block (row, col) filled with `colour`."""
-    image = np.zeros((size * scale, size * scale, 3), np.uint8)
-    side = BLOCK * scale
-    image[row * side : (row + 1) * side, col * side : (col + 1) * side] = colour
-    return image
+    return load_model(build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx"))
 
 
 def save_png(path, array):

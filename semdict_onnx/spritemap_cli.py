@@ -1,0 +1,112 @@
+"""The `semdict spritemap` subcommand: build a dataset-example spritemap from a folder of images.
+
+    semdict spritemap --layer mixed4d --images DIR --out PATH [--model PATH]
+                      [--sprite-size N] [--per-row N] [--examples-per-channel N]
+
+`add_parser` adds the subcommand to the `semdict` command's subparsers; `run` carries it out.
+A thin layer over `build_spritemap` and `Spritemap.save`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
+from .errors import SemdictError
+from .spritemap import IMAGE_FORMATS, manifest_path_for
+
+DESCRIPTION = (
+    "Build a spritemap of a layer's channels from dataset examples: for each channel, the "
+    "patch of your images that excites it most (no GPU optimization, inference only). Writes "
+    "the grid image and a JSON manifest beside it."
+)
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `spritemap` to the `semdict` command's subparsers and return its parser."""
+    parser = subparsers.add_parser(
+        "spritemap", help="build a spritemap from your own images", description=DESCRIPTION
+    )
+    parser.add_argument("--layer", required=True, help="layer to picture, e.g. mixed4d")
+    parser.add_argument(
+        "--images", required=True, help="folder of images (searched recursively) or one image"
+    )
+    parser.add_argument(
+        "--out", required=True, help="grid image to write (.jpg, .jpeg or .png); manifest: .json"
+    )
+    parser.add_argument("--model", help="exported ONNX model (default: scripts/export.py's)")
+    parser.add_argument(
+        "--sprite-size", type=_positive, default=DEFAULT_SPRITE_SIZE, help="sprite side in px"
+    )
+    parser.add_argument("--per-row", type=_positive, help="sprites per row (default: square)")
+    parser.add_argument(
+        "--examples-per-channel", type=_positive, default=1, help="patches per sprite (mosaic)"
+    )
+    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build and save the spritemap; print what was written; 0 on success, 1 on a clear error."""
+    out = Path(args.out).expanduser()
+    try:
+        if out.suffix.lower() not in IMAGE_FORMATS:
+            raise SemdictError(
+                f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the skipped files are printed below
+            spritemap = build_spritemap(
+                args.images,
+                args.layer,
+                args.model,
+                sprite_size=args.sprite_size,
+                per_row=args.per_row,
+                examples_per_channel=args.examples_per_channel,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+            )
+        spritemap.save(out)
+    except SemdictError as exc:
+        print(f"semdict spritemap: error: {exc}", file=sys.stderr)
+        return 1
+    manifest = spritemap.manifest or {}
+    dead = manifest.get("dead_channels", [])
+    print(
+        f"wrote {out} and {manifest_path_for(out)}: {spritemap.channels} sprites of layer "
+        f"{spritemap.layer} ({len(dead)} dead) from {manifest.get('images_seen')} images"
+    )
+    if manifest.get("skipped_count"):
+        names = ", ".join(item["source"] for item in manifest["skipped"])
+        print(f"skipped {manifest['skipped_count']} files that could not be read: {names}")
+    if manifest.get("model", {}).get("replica"):
+        print("note: built on a REPLICA model (random weights); its sprites mean nothing")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m semdict_onnx.spritemap_cli spritemap ...`, for use before `semdict` hooks it."""
+    parser = argparse.ArgumentParser(prog="semdict")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`semdict spritemap`, run as a separate process the way a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from onnx_builders import DEAD, MODEL_SIZE, RED, build_planted_model, square
+from PIL import Image
+
+from semdict_onnx.spritemap import Spritemap
+
+COMMAND = [sys.executable, "-m", "semdict_onnx.spritemap_cli", "spritemap"]
+
+
+@pytest.fixture(scope="module")
+def planted_path(tmp_path_factory):
+    return build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx")
+
+
+def semdict(*args, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_builds_saves_and_reports(planted_path, tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    Image.fromarray(square(MODEL_SIZE, 6, 1, (240, 0, 0))).save(photos / "sub" / "red.png")
+    Image.fromarray(square(MODEL_SIZE, 2, 2, (0, 250, 0))).save(photos / "green.png")
+    (photos / "broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "maps" / "blocks.png"
+    result = semdict(
+        "--layer", "blocks", "--images", photos, "--out", out, "--model", planted_path,
+        "--sprite-size", 8, "--per-row", 3,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out} and {out.with_suffix('.json')}" in result.stdout
+    assert "5 sprites of layer blocks (3 dead) from 2 images" in result.stdout
+    assert "skipped 1 files that could not be read: " in result.stdout
+    assert "broken.png" in result.stdout and "REPLICA model" in result.stdout
+    assert "3/3" in result.stderr and "img/s, skipped=1]" in result.stderr  # progress bar
+    spritemap = Spritemap.load(out)
+    spritemap.validate_for("blocks", 5)
+    assert (spritemap.per_row, spritemap.sprite_size) == (3, 8)
+    assert spritemap.manifest["sprites"][RED]["source"] == str(photos / "sub" / "red.png")
+    assert (
+        spritemap.manifest["sprites"][RED]["row"],
+        spritemap.manifest["sprites"][RED]["col"],
+    ) == (6, 1)
+    assert (np.asarray(spritemap.sprite(RED)) == (240, 0, 0)).all()
+    assert DEAD in spritemap.manifest["dead_channels"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "nope"], "error: unknown layer 'nope'; this model has: blocks"),
+        (["--images", "{empty}"], "error: no images in folder"),
+        (["--out", "{tmp}/map.gif"], "must end in .jpg, .jpeg, .png"),
+        (["--model", "{tmp}/none.onnx"], "error: no exported model at"),
+    ],
+)
+def test_clear_errors_and_no_files(planted_path, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(square(MODEL_SIZE, 1, 1, (200, 0, 0))).save(photos / "a.png")
+    base = {"--layer": "blocks", "--images": photos, "--out": tmp_path / "map.png"}
+    base["--model"] = planted_path
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    given = {k: v.format(empty=tmp_path / "empty", tmp=tmp_path) for k, v in given.items()}
+    result = semdict(
+        *[item for pair in {**base, **given}.items() for item in pair], "--no-progress"
+    )
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("map.*"))
+
+
+def test_bad_numbers_are_refused_by_the_parser(planted_path, tmp_path):
+    result = semdict(
+        "--layer", "blocks", "--images", tmp_path, "--out", tmp_path / "m.png", "--sprite-size", 0
+    )
+    assert result.returncode == 2 and "--sprite-size: must be a positive integer" in result.stderr
