@@ -1,0 +1,261 @@
+"""scripts/export.py: the exported model's contract, its parity with TensorFlow, its failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import GOOGLENET_LAYERS, ROOT, SCRIPTS
+
+from semdict_onnx.download import sha256_of
+from semdict_onnx.metadata import METADATA_KEY, ModelInfo
+
+LAYERS = GOOGLENET_LAYERS
+OUTPUT_NAMES = [*LAYERS, "softmax2"]
+TOLERANCE = 1e-4
+
+
+def model_info(path: Path) -> ModelInfo:
+    """The semdict_onnx metadata of an ONNX file, read with onnx alone."""
+    props = {prop.key: prop.value for prop in onnx.load(path).metadata_props}
+    return ModelInfo.from_json(props[METADATA_KEY])
+
+
+def export(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the export CLI in a subprocess, as a user does."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "export.py"), "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Names in `folder`, temporary files included."""
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def test_replica_model_has_the_contracted_inputs_and_outputs(replica_model_path):
+    model = onnx.load(replica_model_path)
+    onnx.checker.check_model(model)
+    (image,) = model.graph.input
+    dims = image.type.tensor_type.shape.dim
+    assert image.name == "image"
+    assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert dims[0].dim_param and not dims[0].HasField("dim_value")  # any batch size
+    assert [d.dim_value for d in dims[1:]] == [224, 224, 3]
+    assert [output.name for output in model.graph.output] == OUTPUT_NAMES
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
+
+
+def test_replica_metadata_describes_the_network(replica_model_path, replica_graphdef_path):
+    info = model_info(replica_model_path)
+    assert info.replica is True
+    assert "replica" in info.network.lower() and "random" in info.network.lower()
+    assert "random weights" in info.weights_note
+    assert "random" in onnx.load(replica_model_path).doc_string.lower()
+    assert (info.input.name, info.input.height, info.input.width) == ("image", 224, 224)
+    assert info.input.value_range == (0.0, 1.0)
+    assert info.input.network_range == (-117.0, 138.0)
+    assert {layer.name: (layer.channels, layer.height) for layer in info.layers} == LAYERS
+    assert all(layer.height == layer.width for layer in info.layers)
+    assert (info.class_output, info.num_classes) == ("softmax2", 1008)
+    assert info.labels is None
+    assert info.spritemaps == {}
+    # The CLI's replica and scripts/replica.py's are the same graph, byte for byte.
+    assert info.source_sha256 == sha256_of(replica_graphdef_path)
+
+
+def test_replica_export_says_the_weights_are_random(replica_export_log):
+    assert "RANDOM weights" in replica_export_log
+    assert "REPLICA MODEL: random weights" in replica_export_log
+    assert "checking ONNX Runtime against TensorFlow" in replica_export_log
+    assert "mixed5b" in replica_export_log and "FAIL" not in replica_export_log
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_onnxruntime_matches_tensorflow(replica_model_path, replica_graphdef_path, batch):
+    from convert import load_graphdef
+    from parity import format_parity, measure_parity, parity_images
+
+    graph_def = load_graphdef(replica_graphdef_path)
+    images = parity_images(batch, seed=100 + batch)
+    results = measure_parity(graph_def, replica_model_path, images, OUTPUT_NAMES)
+    print(f"batch {batch}\n{format_parity(results)}")
+    assert [r.name for r in results] == OUTPUT_NAMES
+    for r in results:
+        assert r.shape[0] == batch
+        assert r.scale > 1e-3, f"{r.name}: activations vanished"
+        assert r.relative_diff <= TOLERANCE, f"{r.name}: {r.relative_diff:.2e} of scale"
+        assert r.top_k_mismatches == 0, f"{r.name}: top-4 channels differ"
+        # Near-tie swaps are allowed only as the rare float32 event they are.
+        assert r.top_k_ties <= max(1, r.positions // 100), f"{r.name}: {r.top_k_ties} ties"
+
+
+def test_batched_results_do_not_depend_on_the_batch(replica_model_path):
+    from parity import onnxruntime_outputs, parity_images
+
+    images = parity_images(3, seed=7)
+    together = onnxruntime_outputs(replica_model_path, images, OUTPUT_NAMES)
+    alone = onnxruntime_outputs(replica_model_path, images[1:2], OUTPUT_NAMES)
+    for name in OUTPUT_NAMES:
+        scale = np.abs(together[name]).max()
+        assert np.abs(together[name][1:2] - alone[name]).max() <= TOLERANCE * scale, name
+
+
+def test_parity_check_catches_a_wrong_model(replica_model_path, replica_graphdef_path):
+    from convert import load_graphdef
+    from parity import ParityError, check_parity, parity_images
+
+    model = onnx.load(replica_model_path)
+    weights = next(t for t in model.graph.initializer if "mixed4c_3x3_w" in t.name)
+    array = onnx.numpy_helper.to_array(weights) * np.float32(1.01)
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    graph_def = load_graphdef(replica_graphdef_path)
+    with pytest.raises(ParityError, match="does not match TensorFlow") as caught:
+        check_parity(graph_def, model.SerializeToString(), parity_images(2), OUTPUT_NAMES)
+    table = str(caught.value)
+    assert "mixed3b" in table and "mixed4c" in table and "FAIL" in table
+    assert table.count("FAIL") >= 6  # mixed4c and everything after it
+
+
+def test_graphdef_export_is_offline_and_describes_the_real_model(
+    lookalike_graphdef_path, labels_text, tmp_path
+):
+    """--graphdef on a graph without the replica marker: labels beside it, no network."""
+    source = tmp_path / "source"
+    source.mkdir()
+    graphdef = source / "InceptionV1.pb"
+    graphdef.write_bytes(lookalike_graphdef_path.read_bytes())
+    (source / "InceptionV1-labels.txt").write_text(labels_text, encoding="utf-8")
+    output = tmp_path / "out" / "googlenet.onnx"
+    # Every socket connection fails, and proxies point at a closed port.
+    guard = (
+        "import runpy, socket, sys\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise OSError('export --graphdef tried to use the network')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.socket.connect_ex = refuse\n"
+        "socket.create_connection = refuse\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "sys.argv = ['export.py'] + sys.argv[1:]\n"
+        f"runpy.run_path({str(SCRIPTS / 'export.py')!r}, run_name='__main__')\n"
+    )
+    unreachable = "http://127.0.0.1:9"
+    env = {
+        **os.environ,
+        "http_proxy": unreachable,
+        "https_proxy": unreachable,
+        "HTTP_PROXY": unreachable,
+        "HTTPS_PROXY": unreachable,
+        "no_proxy": "",
+        "SEMDICT_ONNX_HOME": str(tmp_path / "home"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", guard, "--graphdef", graphdef, "--output", output],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"source graph sha256: {sha256_of(graphdef)}" in result.stdout
+    assert "RANDOM" not in result.stdout
+    assert not (tmp_path / "home").exists()  # nothing cached, nothing downloaded
+    info = model_info(output)
+    assert info.replica is False
+    assert info.network == "InceptionV1"
+    assert info.source_sha256 == sha256_of(graphdef)
+    assert info.labels is not None and len(info.labels) == 1008
+    assert info.labels[0] == "dummy" and info.labels[1007] == "class 1007"
+    assert sorted(info.spritemaps) == sorted(set(LAYERS) - {"mixed5b"})
+    sprite = info.spritemaps["mixed4d"]
+    assert sprite.url.endswith("googlenet_spritemaps/sprite_mixed4d_channel_alpha.jpeg")
+    assert sprite.url.startswith("https://storage.googleapis.com/lucid-static/")
+    assert (sprite.per_row, sprite.sprite_size) == (22, 110)
+    assert info.spritemaps["mixed3a"].per_row == 16
+    assert info.spritemaps["mixed5a"].per_row == 28
+
+
+def test_corrupt_graphdef_fails_and_keeps_the_old_model(tmp_path):
+    corrupt = tmp_path / "InceptionV1.pb"
+    corrupt.write_bytes(b"\x0a\xff\xff\xff this is not a protobuf" * 100)
+    output = tmp_path / "out" / "googlenet.onnx"
+    output.parent.mkdir()
+    output.write_bytes(b"previous model")
+    result = export("--graphdef", corrupt, "--output", output)
+    assert result.returncode == 1
+    assert "is not a TensorFlow GraphDef" in result.stderr
+    assert "No model was written" in result.stderr
+    assert output.read_bytes() == b"previous model"
+    assert leftovers(output.parent) == ["googlenet.onnx"]
+
+
+def test_graphdef_that_is_not_googlenet_fails(tmp_path):
+    empty = tmp_path / "empty.pb"
+    empty.write_bytes(b"")  # a valid, empty GraphDef
+    output = tmp_path / "out" / "googlenet.onnx"
+    result = export("--graphdef", empty, "--output", output)
+    assert result.returncode == 1
+    assert "not Lucid's GoogLeNet" in result.stderr and "mixed3a" in result.stderr
+    assert leftovers(output.parent) == []
+
+
+def test_missing_graphdef_fails(tmp_path):
+    output = tmp_path / "googlenet.onnx"
+    result = export("--graphdef", tmp_path / "nope.pb", "--output", output)
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+    assert not output.exists()
+
+
+def test_checksum_mismatch_fails_without_output(replica_graphdef_path, tmp_path):
+    output = tmp_path / "out" / "googlenet.onnx"
+    result = export("--graphdef", replica_graphdef_path, "--output", output, "--sha256", "0" * 64)
+    assert result.returncode == 1
+    assert f"not the pinned {'0' * 64}" in result.stderr
+    assert sha256_of(replica_graphdef_path) in result.stderr
+    assert leftovers(output.parent) == []
+
+
+def test_malformed_sha256_is_a_usage_error(tmp_path):
+    result = export("--replica", "--output", tmp_path / "m.onnx", "--sha256", "abc")
+    assert result.returncode == 2
+    assert "64 hexadecimal digits" in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_parity_failure_writes_nothing(replica_graphdef_path, tmp_path, monkeypatch):
+    import convert
+    import export as export_script
+    from parity import ParityError
+
+    def broken_convert(graph_def):
+        model = convert.convert(graph_def)
+        weights = next(t for t in model.graph.initializer if "conv2d2_w" in t.name)
+        array = -onnx.numpy_helper.to_array(weights)
+        weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+        return model
+
+    monkeypatch.setattr(export_script, "convert", broken_convert)
+    output = tmp_path / "googlenet.onnx"
+    with pytest.raises(ParityError, match="Nothing was written"):
+        export_script.export_graphdef(replica_graphdef_path, output, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_metadata_is_plain_json(replica_model_path):
+    props = {prop.key: prop.value for prop in onnx.load(replica_model_path).metadata_props}
+    raw = json.loads(props[METADATA_KEY])
+    assert raw["replica"] is True and raw["labels"] is None and raw["spritemaps"] == {}
+    assert [layer["name"] for layer in raw["layers"]] == list(LAYERS)
