@@ -11,6 +11,7 @@ and is listed as dead in the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -260,14 +261,17 @@ def build_spritemap(
     examples_per_channel: int = 1,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    crop_size: int | None = None,
 ) -> Spritemap:
     """A spritemap of `layer` from dataset examples: each channel's most exciting image patches.
 
     `images` is a folder (searched recursively), a list of paths, or any iterable of images
     (paths, URLs, bytes, PIL images, arrays). Unreadable ones are skipped and summarised.
+    Crops are the layer's receptive field, or `crop_size` model-input pixels square.
     """
     model = _as_model(model)
     field_ = receptive_fields(model, [layer])[layer]
+    crop = _crop_field(field_, crop_size)
     top = TopExamples(model.info.layer(layer).channels, examples_per_channel, layer)
     tile = _tile_size(sprite_size, examples_per_channel)
     kept: dict[str, _Kept] = {}
@@ -276,12 +280,12 @@ def build_spritemap(
         wanted = top.referenced_ids()
         for image_id, image in batch:
             if image_id in wanted:
-                kept[image_id] = _Kept(_shrink(image, field_, tile), image.size)
+                kept[image_id] = _Kept(_shrink(image, crop, tile), image.size)
         for image_id in set(kept) - wanted:
             del kept[image_id]
 
     report = _scan(images, model, layer, top, batch_size, progress, keep_winners)
-    return _compose(top, field_, sprite_size, per_row, kept.__getitem__, model, report)
+    return _compose(top, field_, crop, sprite_size, per_row, kept.__getitem__, model, report)
 
 
 def scan_examples(
@@ -304,6 +308,7 @@ def spritemap_from_examples(
     model: Model | str | os.PathLike[str] | None = None,
     sprite_size: int = DEFAULT_SPRITE_SIZE,
     per_row: int | None = None,
+    crop_size: int | None = None,
 ) -> Spritemap:
     """The spritemap of merged top examples, re-reading each winner's image by its id (path)."""
     model = _as_model(model)
@@ -330,7 +335,8 @@ def spritemap_from_examples(
         return loaded[image_id]
 
     report = ScanReport(images_seen=top.images_seen)
-    return _compose(top, field_, sprite_size, per_row, reopen, model, report)
+    crop = _crop_field(field_, crop_size)
+    return _compose(top, field_, crop, sprite_size, per_row, reopen, model, report)
 
 
 def image_sources(images: Any) -> tuple[Iterable[Any], int | None, ScanReport]:
@@ -446,6 +452,15 @@ def _tile_size(sprite_size: int, examples: int) -> int:
     return tile
 
 
+def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField:
+    """The field crops are cut from: the receptive field, or `crop_size` px square around it."""
+    if crop_size is None:
+        return field_
+    if not isinstance(crop_size, int) or crop_size < 1:
+        raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")
+    return dataclasses.replace(field_, size=(crop_size, crop_size))
+
+
 def _shrink(image: Image.Image, field_: ReceptiveField, tile: int) -> Image.Image:
     """`image` reduced to the resolution at which its field crops still fill a tile."""
     input_h, input_w = field_.input_size
@@ -459,6 +474,7 @@ def _shrink(image: Image.Image, field_: ReceptiveField, tile: int) -> Image.Imag
 def _compose(
     top: TopExamples,
     field_: ReceptiveField,
+    crop: ReceptiveField,
     sprite_size: int,
     per_row: int | None,
     source_of: Callable[[str], _Kept],
@@ -478,17 +494,17 @@ def _compose(
         examples = []
         for i, example in enumerate(top.examples(channel)):
             kept = source_of(example.image_id)
-            crop_box = field_.image_box(example.row, example.col, kept.image.size)
-            crop = kept.image.crop(crop_box).resize((tile, tile), CROP_RESAMPLE)
+            crop_box = crop.image_box(example.row, example.col, kept.image.size)
+            picture = kept.image.crop(crop_box).resize((tile, tile), CROP_RESAMPLE)
             y, x = top_row + (i // per_side) * tile, left + (i % per_side) * tile
-            grid[y : y + tile, x : x + tile] = np.asarray(crop)
+            grid[y : y + tile, x : x + tile] = np.asarray(picture)
             examples.append(
                 {
                     "source": example.image_id,
                     "row": example.row,
                     "col": example.col,
                     "activation": example.value,
-                    "box": list(field_.image_box(example.row, example.col, kept.size)),
+                    "box": list(crop.image_box(example.row, example.col, kept.size)),
                 }
             )
         sprites.append(_sprite_entry(channel, examples))
@@ -505,6 +521,7 @@ def _compose(
         "skipped": report.skipped,
         "examples_per_channel": top.k,
         "receptive_field": field_.to_dict(),
+        "crop_size": list(crop.size),
         "dead_channels": top.dead,
         "sprites": sprites,
     }

@@ -2,6 +2,7 @@
 
     semdict spritemap --layer mixed4d --images DIR --out PATH [--model PATH]
                       [--sprite-size N] [--per-row N] [--examples-per-channel N]
+                      [--crop-size N] [--batch-size N] [--no-progress]
 
 `add_parser` adds the subcommand to the `semdict` command's subparsers; `run` carries it out.
 A thin layer over `build_spritemap` and `Spritemap.save`.
@@ -56,6 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--examples-per-channel", type=_positive, default=1, help="patches per sprite (mosaic)"
     )
+    parser.add_argument(
+        "--crop-size",
+        type=_positive,
+        help="crop side in model-input pixels (default: the layer's receptive field)",
+    )
     parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 examples_per_channel=args.examples_per_channel,
                 batch_size=args.batch_size,
                 progress=not args.no_progress,
+                crop_size=args.crop_size,
             )
         spritemap.save(out)
     except SemdictError as exc:

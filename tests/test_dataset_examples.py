@@ -95,6 +95,22 @@ def test_planted_channels_come_from_exactly_the_planted_places(planted_model, pl
     assert spritemap.manifest["skipped_count"] == 0
 
 
+def test_crop_size_overrides_the_field_around_the_same_centre(planted_model, planted_folder):
+    spritemap = build_spritemap(
+        planted_folder, "blocks", planted_model, sprite_size=16, progress=False, crop_size=8
+    )
+    red = spritemap.manifest["sprites"][RED]
+    # Block (5, 2) is centred at model pixel (22, 10); 8 px around it, times 2 in the photo.
+    assert red["examples"][0]["box"] == [12, 36, 28, 52]
+    assert spritemap.manifest["crop_size"] == [8, 8]
+    assert spritemap.manifest["receptive_field"]["size"] == [4, 4]
+    sprite = np.asarray(spritemap.sprite(RED))  # the red block in the middle, black around it
+    assert (sprite[5:11, 5:11] == (250, 0, 0)).all()
+    assert (sprite[:3] == 0).all() and (sprite[:, -3:] == 0).all()
+    with pytest.raises(SemdictError, match="crop_size must be a positive integer, not 0"):
+        build_spritemap(planted_folder, "blocks", planted_model, progress=False, crop_size=0)
+
+
 def test_a_channel_that_never_fires_is_dead_and_blank(planted_model, planted_folder):
     spritemap = build_spritemap(
         planted_folder, "blocks", planted_model, sprite_size=8, progress=False
@@ -127,6 +143,7 @@ def test_spritemap_layout_and_manifest_round_trip(planted_model, planted_folder,
     loaded.validate_for("blocks", 5)
     assert loaded.manifest["sprites"] == json.loads(json.dumps(spritemap.manifest["sprites"]))
     assert loaded.manifest["model"]["network"] == "TestNet"
+    assert loaded.manifest["crop_size"] == [4, 4]
     assert loaded.manifest["receptive_field"] == {
         "size": [4, 4],
         "jump": [4, 4],

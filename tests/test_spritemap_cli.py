@@ -53,6 +53,19 @@ def test_builds_saves_and_reports(planted_path, tmp_path):
     ) == (6, 1)
     assert (np.asarray(spritemap.sprite(RED)) == (240, 0, 0)).all()
     assert DEAD in spritemap.manifest["dead_channels"]
+    assert spritemap.manifest["crop_size"] == [4, 4]
+
+
+def test_crop_size_option(planted_path, tmp_path):
+    Image.fromarray(square(MODEL_SIZE, 6, 1, (240, 0, 0))).save(tmp_path / "red.png")
+    out = tmp_path / "map.jpg"
+    result = semdict(
+        "--layer", "blocks", "--images", tmp_path / "red.png", "--out", out,
+        "--model", planted_path, "--crop-size", 12, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert Spritemap.load(out).manifest["crop_size"] == [12, 12]
 
 
 @pytest.mark.parametrize(
