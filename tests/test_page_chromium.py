@@ -1,0 +1,444 @@
+"""Saved dictionary pages in real headless Chromium (Debian's, driven by Playwright).
+
+Every page is opened from a file:// URL with all other requests blocked and recorded, so a
+test also proves the page needs no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from semdict_helpers import (
+    numbered_spritemap,
+    picture,
+    random_activations,
+    reference_top_k,
+    sprite_colour,
+    synthetic_dict,
+)
+from tiny_model import write_tiny_model
+
+from semdict_onnx import render
+from semdict_onnx.atomic import write_text_atomic
+from semdict_onnx.semantic_dict import SemanticDict, TopClass, semantic_dict
+from semdict_onnx.spritemap import Spritemap
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
+HOSTILE = [
+    '"><img src=x onerror=alert(1)>',
+    "</script><script>window.__pwned = 1; alert(2)</script>",
+    "'><svg onload=alert(3)>",
+    "</style><style>body{display:none}</style>",
+    "javascript:alert(4)",
+    "\u2028\u2029{{7*7}}${x}",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the whole module (never a downloaded browser)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny test model's file (non-square layers, labels)."""
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@dataclass
+class Opened:
+    """A page opened from a file, with what it asked for and what went wrong in it."""
+
+    page: object
+    requests: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def root(self, index: int = 0):
+        """The index-th dictionary on the page."""
+        return self.page.locator(".semdict").nth(index)
+
+
+@contextlib.contextmanager
+def opened(browser, path: Path, javascript: bool = True) -> Iterator[Opened]:
+    """Open `path` in a fresh context; every request other than file: and data: is blocked."""
+    context = browser.new_context(
+        java_script_enabled=javascript, viewport={"width": 1000, "height": 800}
+    )
+    page = context.new_page()
+    page.set_default_timeout(5000)
+    result = Opened(page)
+
+    def route(route_request) -> None:
+        url = route_request.request.url
+        if url.startswith(("file:", "data:")):
+            route_request.continue_()
+        else:
+            result.blocked.append(url)
+            route_request.abort()
+
+    def dialog(box) -> None:
+        result.dialogs.append(box.message)
+        box.dismiss()
+
+    context.route("**/*", route)
+    page.on("request", lambda request: result.requests.append(request.url))
+    page.on("dialog", dialog)
+    page.on("pageerror", lambda error: result.errors.append(str(error)))
+    try:
+        page.goto(path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        yield result
+    finally:
+        context.close()
+    assert not result.errors, result.errors
+
+
+def shown(root) -> list[tuple[int, np.float32]]:
+    """The (channel, value) entries a dictionary shows now, top to bottom."""
+    pairs = root.locator(".sd-entry").evaluate_all(
+        "es => es.map(e => [e.getAttribute('data-channel'), e.getAttribute('data-value')])"
+    )
+    return [(int(channel), np.float32(float(value))) for channel, value in pairs]
+
+
+def expected(acts: np.ndarray, k: int, row: int, col: int) -> list[tuple[int, np.float32]]:
+    """The top-k at (row, col) computed in Python, independently of the package."""
+    channels, values = reference_top_k(acts, k)
+    return [
+        (int(c), np.float32(v)) for c, v in zip(channels[row, col], values[row, col], strict=True)
+    ]
+
+
+def selection(root) -> tuple[int, int, bool]:
+    """(row, col, pinned) as the root reports it; checks the outlined cell agrees."""
+    row = int(root.get_attribute("data-selected-row"))
+    col = int(root.get_attribute("data-selected-col"))
+    outlined = root.locator(".sd-cell.sd-selected")
+    assert outlined.count() == 1
+    assert (outlined.get_attribute("data-row"), outlined.get_attribute("data-col")) == (
+        str(row),
+        str(col),
+    )
+    return row, col, root.get_attribute("data-pinned") == "true"
+
+
+def cell(root, row: int, col: int):
+    """The grid cell at (row, col)."""
+    return root.locator(f'rect[data-row="{row}"][data-col="{col}"]')
+
+
+def save(tmp_path: Path, dicts: list[SemanticDict], name: str = "page.html") -> Path:
+    """A standalone page of `dicts`."""
+    return write_text_atomic(tmp_path / name, render.render_page(dicts, title=name))
+
+
+# --- the real path: model, saved page, hover -------------------------------------------------
+
+
+def test_hovering_cells_shows_exactly_the_python_top_k(browser, replica_model, tmp_path):
+    image = EXAMPLES / "chelsea.jpg"
+    layer = "mixed4c"
+    acts = replica_model.activations(image, layers=[layer])[layer][0]
+    rows, cols, _ = acts.shape
+    path = semantic_dict(image, layer=layer, model=replica_model).save(tmp_path / "cat.html")
+    with opened(browser, path) as run:
+        root = run.root()
+        start = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
+        assert selection(root) == (*map(int, start), False)
+        assert shown(root) == expected(acts, 4, *start)
+        for row, col in [(0, 0), (rows - 1, cols - 1), (0, cols - 1), (rows - 1, 0), (5, 9)]:
+            cell(root, row, col).hover()
+            assert selection(root) == (row, col, False)
+            assert shown(root) == expected(acts, 4, row, col), (row, col)
+        assert "REPLICA MODEL" in root.locator(".sd-warning").inner_text()
+        assert root.locator(".sd-sprite-number").count() == 4
+        assert run.blocked == []
+
+
+def test_wide_grid_keeps_rows_and_columns_in_place(browser, tmp_path):
+    sd, acts = synthetic_dict(rows=3, cols=7, seed=5)
+    with opened(browser, save(tmp_path, [sd])) as run:
+        root = run.root()
+        stage = root.locator(".sd-stage").bounding_box()
+        assert stage["width"] > stage["height"]  # a wide image shown wide
+        for row, col in [(2, 5), (0, 6), (1, 0)]:
+            target = cell(root, row, col)
+            box = target.bounding_box()
+            assert box["x"] == pytest.approx(stage["x"] + col * stage["width"] / 7, abs=1.5)
+            assert box["y"] == pytest.approx(stage["y"] + row * stage["height"] / 3, abs=1.5)
+            target.hover()
+            assert selection(root)[:2] == (row, col)
+            assert shown(root) == expected(acts, 4, row, col)
+
+
+def test_click_pins_and_arrow_keys_move_the_selection(browser, tmp_path):
+    sd, acts = synthetic_dict(rows=6, cols=9, seed=6)
+    with opened(browser, save(tmp_path, [sd])) as run:
+        root, keyboard = run.root(), run.page.keyboard
+        cell(root, 2, 3).click()
+        assert selection(root) == (2, 3, True)
+        cell(root, 4, 7).hover()  # pinned: hovering elsewhere changes nothing
+        assert selection(root) == (2, 3, True)
+        assert shown(root) == expected(acts, 4, 2, 3)
+        moves = [("ArrowRight", (2, 4)), ("ArrowDown", (3, 4)), ("ArrowLeft", (3, 3))]
+        moves += [("ArrowUp", (2, 3)), ("ArrowUp", (1, 3))]
+        for key, (row, col) in moves:
+            keyboard.press(key)
+            assert selection(root) == (row, col, True), key
+            assert shown(root) == expected(acts, 4, row, col), key
+        for _ in range(12):
+            keyboard.press("ArrowRight")
+        assert selection(root) == (1, 8, True)  # stops at the last column
+        keyboard.press("Escape")
+        assert selection(root) == (1, 8, False)
+        cell(root, 5, 0).hover()
+        assert selection(root) == (5, 0, False)
+        cell(root, 5, 0).click()
+        cell(root, 5, 0).click()  # a second click on the pinned cell unpins
+        assert selection(root) == (5, 0, False)
+        cell(root, 0, 2).hover()
+        assert shown(root) == expected(acts, 4, 0, 2)
+
+
+@pytest.mark.parametrize("layout", ["page", "notebook outputs"])
+def test_two_dictionaries_on_one_page_are_independent(browser, tmp_path, layout):
+    first, acts_a = synthetic_dict(rows=6, cols=9, seed=7)
+    second, acts_b = synthetic_dict(rows=4, cols=5, channels=30, top_k=3, seed=8)
+    if layout == "page":
+        path = save(tmp_path, [first, second])
+    else:  # each output self-contained, as a notebook shows them: styles and script twice
+        body = f"<div>{first._repr_html_()}</div><div>{second._repr_html_()}</div>"
+        path = write_text_atomic(tmp_path / "outputs.html", f"<!doctype html>{body}")
+    with opened(browser, path) as run:
+        a, b = run.root(0), run.root(1)
+        assert a.get_attribute("id") != b.get_attribute("id")
+        start_b = selection(b)
+        cell(a, 1, 1).hover()
+        assert selection(a)[:2] == (1, 1) and selection(b) == start_b
+        assert shown(b) == expected(acts_b, 3, *start_b[:2])
+        cell(b, 3, 4).click()
+        run.page.keyboard.press("ArrowUp")
+        assert selection(b) == (2, 4, True)
+        assert shown(b) == expected(acts_b, 3, 2, 4)
+        assert selection(a) == (1, 1, False)
+        cell(a, 5, 8).hover()
+        assert shown(a) == expected(acts_a, 4, 5, 8)
+        assert selection(b) == (2, 4, True)
+
+
+# --- sprites and the network -----------------------------------------------------------------
+
+CENTRE_COLOURS = """
+root => Array.from(root.querySelectorAll('.sd-entry')).map(entry => {
+  const img = entry.querySelector('.sd-sprite-img');
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  const half = Math.floor(img.naturalWidth / 2);
+  return [img.complete, img.naturalWidth, Array.from(context.getImageData(half, half, 1, 1).data)];
+})
+"""
+
+ALL_SPRITES_LOAD = """
+async root => {
+  const data = JSON.parse(root.querySelector('script.sd-data').textContent);
+  const images = data.bases[0].sprites.images;
+  const sizes = await Promise.all(Object.values(images).map(src => new Promise(done => {
+    const img = new Image();
+    img.onload = () => done(img.naturalWidth);
+    img.onerror = () => done(0);
+    img.src = src;
+  })));
+  return [Object.keys(images).length, sizes.filter(width => width > 0).length];
+}
+"""
+
+
+def test_every_embedded_sprite_loads_and_nothing_leaves_the_machine(browser, tmp_path):
+    sd, acts = synthetic_dict(rows=5, cols=6, channels=50, seed=9)
+    used = np.unique(reference_top_k(acts, 4)[0])
+    with opened(browser, save(tmp_path, [sd])) as run:
+        root = run.root()
+        count, loaded = root.evaluate(ALL_SPRITES_LOAD)
+        assert count == loaded == len(used)
+        for row in range(5):
+            for col in range(6):
+                cell(root, row, col).hover()
+                entries = shown(root)
+                assert entries == expected(acts, 4, row, col)
+                for (channel, _), (complete, width, rgba) in zip(
+                    entries, root.evaluate(CENTRE_COLOURS), strict=True
+                ):
+                    assert complete and width > 0
+                    assert np.abs(np.array(rgba[:3]) - sprite_colour(channel)).max() <= 12
+        assert run.blocked == []
+        assert all(url.startswith(("file:", "data:")) for url in run.requests), run.requests
+
+
+def test_a_remote_spritemap_is_asked_for_by_its_url_only(browser, tmp_path):
+    url = "https://sprites.example/sprite_layer_x_channel_alpha.jpeg"
+    remote = Spritemap(url, per_row=8, sprite_size=110, channels=40)
+    sd, acts = synthetic_dict(rows=4, cols=4, seed=10, spritemap=remote)
+    with opened(browser, save(tmp_path, [sd])) as run:
+        root = run.root()
+        cell(root, 3, 2).hover()
+        size = render.SPRITE_PX
+        for entry, (channel, _) in zip(
+            root.locator(".sd-entry").all(), expected(acts, 4, 3, 2), strict=True
+        ):
+            img = entry.locator(".sd-sprite-img")
+            assert img.get_attribute("src") == url
+            style = img.evaluate("i => [i.style.left, i.style.top, i.style.width]")
+            assert style == [
+                f"{-size * (channel % 8)}px",
+                f"{-size * (channel // 8)}px",
+                f"{8 * size}px",
+            ]
+        assert set(run.blocked) == {url}
+
+
+def test_without_javascript_the_first_selection_is_shown(browser, tmp_path):
+    sd, acts = synthetic_dict(rows=6, cols=9, seed=11)
+    with opened(browser, save(tmp_path, [sd]), javascript=False) as run:
+        root = run.root()
+        assert root.get_attribute("data-mounted") is None
+        start = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
+        assert selection(root) == (*map(int, start), False)
+        assert shown(root) == expected(acts, 4, *start)
+        assert root.locator(".sd-entry").first.is_visible()
+        widths = root.locator(".sd-sprite-img").evaluate_all("is => is.map(i => i.naturalWidth)")
+        assert len(widths) == 4 and min(widths) > 0
+        assert root.locator(".sd-hint").is_hidden()  # no promise of interaction without script
+        cell(root, 0, 0).hover()
+        assert selection(root)[:2] == tuple(map(int, start))
+
+
+def test_javascript_writes_numbers_as_python_predicts(browser, tmp_path):
+    values = np.concatenate(
+        [random_activations(4, 4, 16, seed=12).ravel(), np.float32([1e-7, 3e-6, 1e21, 0.1, 7])]
+    )
+    numbers = render.float32_values(values)
+    path = write_text_atomic(tmp_path / "numbers.html", "<!doctype html><p>numbers</p>")
+    with opened(browser, path) as run:
+        written = run.page.evaluate("text => JSON.parse(text).map(String)", json.dumps(numbers))
+    assert written == [render.js_number(n) for n in numbers]
+
+
+# --- safety and isolation --------------------------------------------------------------------
+
+
+def test_hostile_strings_never_execute(browser, tmp_path, tiny_model_path):
+    from semdict_onnx.model import load_model
+
+    loaded = []
+    for hostile in HOSTILE[:1] + ["'><svg onload=alert(5)>", "a&b<c>"]:
+        image_path = tmp_path / f"{hostile}.png"
+        picture(64, 80).save(image_path)
+        loaded.append((hostile, semantic_dict(image_path, "late", load_model(tiny_model_path))))
+    made, _ = synthetic_dict(
+        title=HOSTILE[1],
+        weights_note=" ".join(HOSTILE),
+        replica=True,
+        top_classes=[TopClass(i, text, 0.1) for i, text in enumerate(HOSTILE)],
+        sprite_note=HOSTILE[3],
+    )
+    made.layer = HOSTILE[0]
+    path = save(tmp_path, [made] + [sd for _, sd in loaded], name=HOSTILE[0] + ".html")
+    with opened(browser, path) as run:
+        for index, (hostile, _) in enumerate(loaded, start=1):
+            assert run.root(index).locator(".sd-title").inner_text() == f"{hostile}.png"
+        root = run.root(0)
+        assert root.locator(".sd-title").inner_text() == HOSTILE[1]
+        assert root.locator(".sd-class-label").all_inner_texts() == HOSTILE
+        cell(root, 1, 1).hover()
+        cell(root, 2, 2).click()
+        run.page.keyboard.press("ArrowDown")
+        assert run.page.evaluate("window.__pwned") is None
+        assert run.page.locator("img[src='x']").count() == 0
+        assert run.page.locator("body").is_visible()
+        assert run.page.title() == HOSTILE[0] + ".html"
+    assert run.dialogs == []
+    assert run.blocked == []
+
+
+HOST_PAGE = """<!doctype html>
+<style>
+div, span, li, ol {{ padding: 37px; margin: 23px; color: rgb(255, 0, 0); font-size: 31px; }}
+img {{ width: 5px; height: 5px; }}
+rect {{ fill: rgb(255, 0, 0); }}
+.sd-entry, .sd-sprite {{ display: none; }}
+</style>
+<div class="host sd-entry">host entry</div>
+{fragment}
+<li class="host-li sd-bar">host item</li>
+"""
+
+
+def test_css_leaks_neither_in_nor_out(browser, tmp_path):
+    sd, _ = synthetic_dict(rows=4, cols=4, seed=13)
+    path = write_text_atomic(tmp_path / "host.html", HOST_PAGE.format(fragment=sd._repr_html_()))
+    with opened(browser, path) as run:
+        root = run.root()
+        style = "(e, p) => getComputedStyle(e)[p]"
+        entry = root.locator(".sd-entry").first
+        assert entry.is_visible()
+        assert entry.evaluate(style, "display") == "flex"
+        assert entry.evaluate(style, "color") != "rgb(255, 0, 0)"
+        sprite = root.locator(".sd-sprite").first.bounding_box()
+        assert sprite["width"] == sprite["height"] == render.SPRITE_PX
+        stage = root.locator(".sd-stage").bounding_box()
+        image = root.locator(".sd-image").bounding_box()
+        assert image["width"] == stage["width"] and image["height"] == stage["height"]
+        assert cell(root, 0, 0).evaluate(style, "fill") in ("transparent", "rgba(0, 0, 0, 0)")
+        host = run.page.locator(".host")
+        assert host.evaluate(style, "display") == "none"  # the host's own rule still applies
+        item = run.page.locator(".host-li")
+        assert item.evaluate(style, "paddingTop") == "37px"
+        assert item.evaluate(style, "height") != "10px"
+
+
+def test_the_shipped_photo_page_has_its_image_and_grid(browser, tmp_path):
+    spritemap = numbered_spritemap(12, "late")
+    image = EXAMPLES / "coffee.jpg"
+    with Image.open(image) as photo:
+        aspect = photo.width / photo.height
+    sd = SemanticDict.from_activations(
+        random_activations(5, 4, 12, seed=14), "late", Image.open(image), 3, spritemap=spritemap
+    )
+    with opened(browser, save(tmp_path, [sd])) as run:
+        root = run.root()
+        width = root.locator(".sd-image").evaluate("i => [i.complete, i.naturalWidth]")
+        assert width[0] and width[1] > 0
+        box = root.locator(".sd-stage").bounding_box()
+        assert box["width"] / box["height"] == pytest.approx(aspect, rel=0.02)
+        assert root.locator(".sd-cell").count() == 5 * 4
