@@ -184,8 +184,7 @@ class Spritemap:
         options = {"quality": JPEG_QUALITY} if image_format == "JPEG" else {"optimize": True}
         self.image().save(buffer, format=image_format, **options)
         data = buffer.getvalue()
-        manifest = {
-            **(self.manifest or {}),
+        layout = {
             "kind": MANIFEST_KIND,
             "schema": MANIFEST_SCHEMA,
             "layer": self.layer,
@@ -195,12 +194,13 @@ class Spritemap:
             "image": target.name,
             "image_sha256": hashlib.sha256(data).hexdigest(),
         }
+        manifest = {**layout, **(self.manifest or {}), **layout}  # layout first, and it wins
         manifest_path = manifest_path_for(target)
         if manifest_path == target:
             raise SpritemapError(f"the grid and its manifest would both be {str(target)!r}")
         with atomic_write(target, "wb") as handle:
             handle.write(data)
-        write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
+        write_text_atomic(manifest_path, _manifest_text(manifest))
         return target
 
     @classmethod
@@ -261,6 +261,19 @@ class Spritemap:
             f"Spritemap({where!r}, per_row={self.per_row}, sprite_size={self.sprite_size}, "
             f"channels={self.channels}, layer={self.layer!r})"
         )
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """JSON with one top-level key per line and one line per item of a list of objects."""
+    lines = []
+    for key, value in manifest.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            items = ",\n".join(f"  {json.dumps(item)}" for item in value)
+            text = f"[\n{items}\n ]"
+        else:
+            text = json.dumps(value)
+        lines.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _check_positive(name: str, value: Any) -> None:
