@@ -26,6 +26,8 @@ from .errors import DownloadError, ImageError
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
+# File name endings of the image files a folder of images is taken to hold.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Resampling filter for every resize: antialiased, sharp; results are clipped to range.
 RESAMPLE = Image.Resampling.LANCZOS
 URL_TIMEOUT_S = 30.0
