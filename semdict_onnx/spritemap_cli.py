@@ -4,7 +4,7 @@
                       [--sprite-size N] [--per-row N] [--examples-per-channel N]
                       [--crop-size N] [--batch-size N] [--no-progress]
 
-`add_parser` adds the subcommand to the `semdict` command's subparsers; `run` carries it out.
+`add_parser` adds the subcommand to the `semdict` command's subparsers (cli.py); `run` does it.
 A thin layer over `build_spritemap` and `Spritemap.save`.
 """
 
@@ -105,15 +105,3 @@ def run(args: argparse.Namespace) -> int:
     if manifest.get("model", {}).get("replica"):
         print("note: built on a REPLICA model (random weights); its sprites mean nothing")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m semdict_onnx.spritemap_cli spritemap ...`, for use before `semdict` hooks it."""
-    parser = argparse.ArgumentParser(prog="semdict")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

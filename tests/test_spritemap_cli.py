@@ -12,7 +12,7 @@ from PIL import Image
 
 from semdict_onnx.spritemap import Spritemap
 
-COMMAND = [sys.executable, "-m", "semdict_onnx.spritemap_cli", "spritemap"]
+COMMAND = [sys.executable, "-m", "semdict_onnx.cli", "spritemap"]
 
 
 @pytest.fixture(scope="module")
