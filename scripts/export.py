@@ -246,7 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help=f"the data folder (default: ${paths.HOME_ENV}, else ~/.cache/semdict_onnx)",
+        help=f"the data folder for downloads and the default model (default: ${paths.HOME_ENV}, "
+        "else $XDG_CACHE_HOME/semdict_onnx, else ~/.cache/semdict_onnx)",
     )
     parser.add_argument(
         "--labels",
