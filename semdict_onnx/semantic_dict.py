@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_LAYER = "mixed4d"
 DEFAULT_TOP_K = 4
 TOP_CLASSES = 5
-DISPLAY_IMAGE_MAX_PX = 448
+DISPLAY_IMAGE_MAX_PX = 480
 NEURON_BASIS = "neurons"
 
 
@@ -324,5 +324,7 @@ def _title_for(source: object) -> str:
 def _display_copy(image: Image.Image) -> Image.Image:
     """An RGB copy of `image` at most DISPLAY_IMAGE_MAX_PX on its long side, for the page."""
     picture = image.convert("RGB") if image.mode != "RGB" else image.copy()
-    picture.thumbnail((DISPLAY_IMAGE_MAX_PX, DISPLAY_IMAGE_MAX_PX), Image.Resampling.LANCZOS)
+    picture.thumbnail(
+        (DISPLAY_IMAGE_MAX_PX, DISPLAY_IMAGE_MAX_PX), Image.Resampling.BICUBIC, reducing_gap=2.0
+    )
     return picture
