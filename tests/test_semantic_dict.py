@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -20,10 +21,11 @@ from semdict_helpers import (
     sprite_colour,
     synthetic_dict,
 )
-from tiny_model import write_tiny_model
+from tiny_model import tiny_info, write_tiny_model
 
 from semdict_onnx import render
 from semdict_onnx.errors import ImageError, SemdictError, SpritemapError, UnknownLayerError
+from semdict_onnx.metadata import SpritemapInfo
 from semdict_onnx.model import Model, load_model
 from semdict_onnx.semantic_dict import (
     SemanticDict,
@@ -313,6 +315,23 @@ def test_semantic_dict_on_a_non_square_model_keeps_rows_and_columns(tiny):
     html = sd.to_html()
     for top in sd.top_classes:
         assert f'data-class="{top.index}"' in html
+
+
+def test_a_real_model_gets_its_public_spritemap_by_url_or_a_note(tmp_path):
+    url = "https://sprites.example/sprite_late_channel_alpha.jpeg"
+    info = dataclasses.replace(
+        tiny_info(replica=False), spritemaps={"late": SpritemapInfo(url, 4, 110)}
+    )
+    model = load_model(write_tiny_model(tmp_path / "real.onnx", metadata=info.to_json()))
+    with_map = semantic_dict(EXAMPLE, "late", model)
+    assert with_map.spritemap is not None and with_map.spritemap.url == url
+    html = with_map.to_html()
+    assert payload_of(html)["bases"][0]["sprites"]["url"] == url
+    assert "REPLICA" not in html and 'class="sd-warning"' not in html
+    assert info.weights_note in html
+    without = semantic_dict(EXAMPLE, "early", model)
+    assert without.spritemap is None
+    assert "the model names no spritemap for early" in without.to_html()
 
 
 def test_show_semantic_dict_says_clearly_when_ipython_is_missing(monkeypatch):
