@@ -372,13 +372,15 @@ def test_hostile_strings_never_execute(browser, tmp_path, tiny_model_path):
         top_classes=[TopClass(i, text, 0.1) for i, text in enumerate(HOSTILE)],
         sprite_note=HOSTILE[3],
     )
-    made.layer = HOSTILE[0]
+    made.layer = HOSTILE[1]  # the layer name also goes into the JSON payload
     path = save(tmp_path, [made] + [sd for _, sd in loaded], name=HOSTILE[0] + ".html")
     with opened(browser, path) as run:
         for index, (hostile, _) in enumerate(loaded, start=1):
             assert run.root(index).locator(".sd-title").inner_text() == f"{hostile}.png"
         root = run.root(0)
         assert root.locator(".sd-title").inner_text() == HOSTILE[1]
+        assert root.locator(".sd-layer").inner_text() == HOSTILE[1]
+        assert root.get_attribute("data-mounted") == "true"  # its payload parsed
         assert root.locator(".sd-class-label").all_inner_texts() == HOSTILE
         cell(root, 1, 1).hover()
         cell(root, 2, 2).click()
