@@ -100,10 +100,32 @@ def receptive_fields(
     `input_size` is (height, width) of the model input; default: the size in the model card.
     """
     if isinstance(model, onnx.ModelProto):
-        proto = model
-    else:
-        path = Path(getattr(model, "path", model))
-        proto = _load_graph(str(path), path.stat().st_mtime_ns)
+        return _fields(model, tuple(layers) if layers is not None else None, input_size)
+    path = Path(getattr(model, "path", model))
+    key = tuple(layers) if layers is not None else None
+    return dict(_fields_of_file(str(path), path.stat().st_mtime_ns, key, input_size))
+
+
+@lru_cache(maxsize=32)
+def _fields_of_file(
+    path: str,
+    mtime_ns: int,
+    layers: tuple[str, ...] | None,
+    input_size: tuple[int, int] | None,
+) -> dict[str, ReceptiveField]:
+    """`_fields` of the ONNX file at `path`, cached per file version (the graph is not kept)."""
+    del mtime_ns  # part of the cache key only
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except (OSError, DecodeError) as exc:
+        raise ModelFormatError(f"{path!r} is not a readable ONNX model ({exc})") from exc
+    return _fields(proto, layers, input_size)
+
+
+def _fields(
+    proto: onnx.ModelProto, layers: tuple[str, ...] | None, input_size: tuple[int, int] | None
+) -> dict[str, ReceptiveField]:
+    """The receptive fields of `layers` (None: all) of the model `proto`."""
     info = _model_info(proto)
     height, width = input_size or (info.input.height, info.input.width)
     names = list(layers) if layers is not None else info.layer_names
@@ -128,16 +150,6 @@ def receptive_fields(
             grid=(rows.length, cols.length),
         )
     return result
-
-
-@lru_cache(maxsize=4)
-def _load_graph(path: str, mtime_ns: int) -> onnx.ModelProto:
-    """The ONNX model at `path` without its external weights (cached per file version)."""
-    del mtime_ns  # part of the cache key only
-    try:
-        return onnx.load(path, load_external_data=False)
-    except (OSError, DecodeError) as exc:
-        raise ModelFormatError(f"{path!r} is not a readable ONNX model ({exc})") from exc
 
 
 def _model_info(proto: onnx.ModelProto) -> ModelInfo:
