@@ -25,10 +25,10 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from .dataset_examples import build_spritemap
-    from .model import Model, load_model
-    from .semantic_dict import SemanticDict, semantic_dict, show_semantic_dict
-    from .spritemap import Spritemap
+    from .dataset_examples import build_spritemap  # noqa: F401
+    from .model import Model, load_model  # noqa: F401
+    from .semantic_dict import SemanticDict, semantic_dict, show_semantic_dict  # noqa: F401
+    from .spritemap import Spritemap  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -116,7 +116,9 @@ class ModelInfo:
                 class_output=raw.get("class_output"),
                 num_classes=raw.get("num_classes"),
                 labels=tuple(raw["labels"]) if raw.get("labels") else None,
-                spritemaps={k: SpritemapInfo(**v) for k, v in (raw.get("spritemaps") or {}).items()},
+                spritemaps={
+                    k: SpritemapInfo(**v) for k, v in (raw.get("spritemaps") or {}).items()
+                },
             )
         except ModelFormatError:
             raise

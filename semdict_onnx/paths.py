@@ -1,4 +1,7 @@
-"""Where semdict_onnx keeps its files: an argument, else $SEMDICT_ONNX_HOME, else a folder in the home."""
+"""Where semdict_onnx keeps its files.
+
+An argument, else $SEMDICT_ONNX_HOME, else a persistent folder in the home (never /tmp).
+"""
 
 from __future__ import annotations
 
