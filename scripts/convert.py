@@ -15,6 +15,15 @@ import os
 
 import numpy as np
 import onnx
+from googlenet import (
+    ACTIVATION_LAYERS,
+    CLASS_OUTPUT,
+    INPUT_NAME,
+    INPUT_SIZE,
+    NETWORK_RANGE,
+    OUTPUTS,
+    SOURCE_INPUT,
+)
 from tf_env import import_tensorflow, import_tf2onnx
 
 from semdict_onnx.errors import ModelFormatError, SemdictError
@@ -24,36 +33,12 @@ tf = import_tensorflow()
 tf2onnx = import_tf2onnx()
 
 OPSET = 17
-INPUT_NAME = "image"
-SOURCE_INPUT = "input"
-INPUT_SIZE = 224
-VALUE_RANGE = (0.0, 1.0)
-NETWORK_RANGE = (-117.0, 138.0)
 BATCH_DIM = "batch"
-ACTIVATION_LAYERS = (
-    "mixed3a",
-    "mixed3b",
-    "mixed4a",
-    "mixed4b",
-    "mixed4c",
-    "mixed4d",
-    "mixed4e",
-    "mixed5a",
-    "mixed5b",
-)
-CLASS_OUTPUT = "softmax2"
-OUTPUTS = (*ACTIVATION_LAYERS, CLASS_OUTPUT)
 _SCOPE = "source"
 
 
 class ConversionError(SemdictError):
     """The source graph could not be read or converted into a valid ONNX model."""
-
-
-def to_network_range(images: np.ndarray) -> np.ndarray:
-    """Images in [0, 1] -> the source graph's pixel values, `255 * x - 117` (float32)."""
-    low, high = NETWORK_RANGE
-    return images.astype(np.float32) * np.float32(high - low) + np.float32(low)
 
 
 def load_graphdef(path: str | os.PathLike[str]) -> tf.compat.v1.GraphDef:

@@ -5,7 +5,9 @@
     python scripts/export.py --replica            # random-weight replica, no network needed
 
 The model is checked against TensorFlow before it is written; on any failure nothing is
-written and the exit status is 1. See docs/export.md.
+written and the exit status is 1. See docs/export.md. The TensorFlow-side modules
+(convert, parity, replica) are imported where they are needed, so that --help, usage
+errors and download failures answer without the seconds TensorFlow takes to load.
 """
 
 from __future__ import annotations
@@ -17,56 +19,40 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from convert import (
+from googlenet import (
     CLASS_OUTPUT,
+    GRAPHDEF_URL,
     INPUT_NAME,
     INPUT_SIZE,
+    LABELS_NAME,
+    LABELS_URL,
+    MODELZOO,
+    NETWORK,
     NETWORK_RANGE,
     OUTPUTS,
+    REPLICA_NETWORK,
     VALUE_RANGE,
-    attach_metadata,
-    convert,
-    layer_infos,
-    load_graphdef,
-    num_classes,
+    spritemaps,
 )
-from parity import LayerParity, check_parity, format_parity, parity_images
-from replica import is_replica, write_replica
 
 from semdict_onnx import paths
 from semdict_onnx.atomic import write_bytes_atomic
 from semdict_onnx.download import cached_download, normalize_sha256, sha256_of
 from semdict_onnx.errors import DownloadError, SemdictError
-from semdict_onnx.metadata import InputInfo, ModelInfo, SpritemapInfo
+from semdict_onnx.metadata import InputInfo, ModelInfo
 
-MODELZOO = "https://storage.googleapis.com/modelzoo"
-GRAPHDEF_URL = f"{MODELZOO}/{paths.GRAPHDEF_NAME}"
-LABELS_NAME = "InceptionV1-labels.txt"
-LABELS_URL = f"{MODELZOO}/{LABELS_NAME}"
 REPLICA_NAME = "InceptionV1-replica.pb"
-NETWORK = "InceptionV1"
-REPLICA_NETWORK = "InceptionV1 replica (random weights)"
-SPRITEMAP_URL = (
-    "https://storage.googleapis.com/lucid-static/building-blocks/googlenet_spritemaps/"
-    "sprite_{layer}_channel_alpha.jpeg"
-)
-SPRITES_PER_ROW = {
-    "mixed3a": 16,
-    "mixed3b": 21,
-    "mixed4a": 22,
-    "mixed4b": 22,
-    "mixed4c": 22,
-    "mixed4d": 22,
-    "mixed4e": 28,
-    "mixed5a": 28,
-}
-SPRITE_SIZE = 110
 PARITY_IMAGES = 3
 REPLICA_WARNING = (
     "REPLICA: this model has the real network's structure but RANDOM weights; "
     "its activations and classes mean nothing."
 )
+
+
+if TYPE_CHECKING:
+    from parity import LayerParity
 
 
 class LabelsError(SemdictError):
@@ -81,14 +67,6 @@ class ExportResult:
     info: ModelInfo
     parity: list[LayerParity]
     seconds: float
-
-
-def spritemaps() -> dict[str, SpritemapInfo]:
-    """The public spritemaps of the real GoogLeNet's channels (none exist for mixed5b)."""
-    return {
-        layer: SpritemapInfo(SPRITEMAP_URL.format(layer=layer), per_row, SPRITE_SIZE)
-        for layer, per_row in SPRITES_PER_ROW.items()
-    }
 
 
 def fetch_graphdef(
@@ -151,6 +129,10 @@ def export_graphdef(
     `labels` is a path or URL of the class names (ignored for a replica). Nothing is
     written unless ONNX Runtime matches TensorFlow on every exported layer.
     """
+    from convert import attach_metadata, convert, layer_infos, load_graphdef, num_classes
+    from parity import check_parity, format_parity, parity_images
+    from replica import is_replica
+
     start = time.perf_counter()
     graph_def = load_graphdef(graphdef_path)
     replica = is_replica(graph_def)
@@ -197,6 +179,8 @@ def _default_labels(args: argparse.Namespace, graphdef_path: Path) -> str | None
 def _source_graphdef(args: argparse.Namespace, cache_dir: Path) -> Path:
     """The GraphDef to export: --graphdef, a fresh replica, or the (cached) download."""
     if args.replica:
+        from replica import write_replica
+
         path = write_replica(cache_dir / REPLICA_NAME)
         print(f"built {path} (replica GraphDef, random weights)")
         return path

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from convert import INPUT_SIZE, SOURCE_INPUT, to_network_range
+from googlenet import INPUT_SIZE, SOURCE_INPUT, to_network_range
 from tf_env import import_tensorflow
 
 from semdict_onnx.errors import SemdictError

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 CACHE = ROOT / "tests" / ".cache"
 _PREFIX = "replica-"
+# The scripts that decide the replica export (other scripts/ files do not invalidate it).
+EXPORT_SCRIPTS = ("convert.py", "export.py", "googlenet.py", "parity.py", "replica.py", "tf_env.py")
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
 GOOGLENET_LAYERS = {
     "mixed3a": (256, 28),
@@ -40,7 +42,7 @@ sys.path.insert(0, str(SCRIPTS))
 def export_code_key() -> str:
     """A short hash of everything that decides the exported replica's bytes."""
     digest = hashlib.sha256()
-    sources = sorted(SCRIPTS.glob("*.py")) + [ROOT / "semdict_onnx" / "metadata.py"]
+    sources = [SCRIPTS / name for name in EXPORT_SCRIPTS] + [ROOT / "semdict_onnx" / "metadata.py"]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("tensorflow", "tf2onnx", "onnx", "numpy"):

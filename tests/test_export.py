@@ -66,6 +66,10 @@ def test_replica_metadata_describes_the_network(replica_model_path, replica_grap
     assert (info.input.name, info.input.height, info.input.width) == ("image", 224, 224)
     assert info.input.value_range == (0.0, 1.0)
     assert info.input.network_range == (-117.0, 138.0)
+    # ... and what the parity check feeds TensorFlow is that same 255 * x - 117.
+    from googlenet import to_network_range
+
+    assert to_network_range(np.array([0.0, 0.5, 1.0])).tolist() == [-117.0, 10.5, 138.0]
     assert {layer.name: (layer.channels, layer.height) for layer in info.layers} == LAYERS
     assert all(layer.height == layer.width for layer in info.layers)
     assert (info.class_output, info.num_classes) == ("softmax2", 1008)
@@ -240,14 +244,16 @@ def test_parity_failure_writes_nothing(replica_graphdef_path, tmp_path, monkeypa
     import export as export_script
     from parity import ParityError
 
+    working_convert = convert.convert
+
     def broken_convert(graph_def):
-        model = convert.convert(graph_def)
+        model = working_convert(graph_def)
         weights = next(t for t in model.graph.initializer if "conv2d2_w" in t.name)
         array = -onnx.numpy_helper.to_array(weights)
         weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
         return model
 
-    monkeypatch.setattr(export_script, "convert", broken_convert)
+    monkeypatch.setattr(convert, "convert", broken_convert)
     output = tmp_path / "googlenet.onnx"
     with pytest.raises(ParityError, match="Nothing was written"):
         export_script.export_graphdef(replica_graphdef_path, output, progress=False)
