@@ -453,9 +453,12 @@ def _tile_size(sprite_size: int, examples: int) -> int:
 
 
 def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField:
-    """The field crops are cut from: the receptive field, or `crop_size` px square around it."""
+    """The field crops are cut from: `crop_size` px square, else the receptive field capped at
+    half the model input's side (the effective field is far smaller than the theoretical one).
+    """
     if crop_size is None:
-        return field_
+        capped = tuple(min(s, i // 2) for s, i in zip(field_.size, field_.input_size))
+        return dataclasses.replace(field_, size=capped)
     if not isinstance(crop_size, int) or crop_size < 1:
         raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")
     return dataclasses.replace(field_, size=(crop_size, crop_size))

@@ -389,5 +389,6 @@ def test_replica_spritemap_from_shipped_examples_loads_and_validates(replica_mod
     loaded.validate_for("mixed4d", replica_model.layers["mixed4d"])
     assert loaded.manifest["model"]["replica"] is True
     assert loaded.manifest["receptive_field"]["size"] == [363, 363]
+    assert loaded.manifest["crop_size"] == [112, 112]  # capped at half the 224 px input
     live = [s for s in loaded.manifest["sprites"] if not s["dead"]]
     assert live and all(s["source"] in examples for s in live)
