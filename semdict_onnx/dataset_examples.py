@@ -457,7 +457,7 @@ def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField
     half the model input's side (the effective field is far smaller than the theoretical one).
     """
     if crop_size is None:
-        capped = tuple(min(s, i // 2) for s, i in zip(field_.size, field_.input_size))
+        capped = tuple(min(s, i // 2) for s, i in zip(field_.size, field_.input_size, strict=True))
         return dataclasses.replace(field_, size=capped)
     if not isinstance(crop_size, int) or crop_size < 1:
         raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")

@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--crop-size",
         type=_positive,
-        help="crop side in model-input pixels (default: the receptive field, at most half the input)",
+        help="crop side in input pixels (default: receptive field, at most half the input)",
     )
     parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
