@@ -97,7 +97,12 @@ def read_labels(
     if source is None:
         return None
     if _is_url(source):
-        path, _ = cached_download(source, cache_dir / LABELS_NAME, progress=progress)
+        try:
+            path, _ = cached_download(source, cache_dir / LABELS_NAME, progress=progress)
+        except DownloadError as exc:
+            raise DownloadError(
+                f"{exc}; or pass --labels PATH with a local copy, or --labels none"
+            ) from exc
     else:
         path = Path(source.removeprefix("file://")).expanduser()
     try:

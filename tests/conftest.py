@@ -7,10 +7,13 @@ hash of the export code and the converter versions, so repeated runs reuse them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -20,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 CACHE = ROOT / "tests" / ".cache"
 _PREFIX = "replica-"
+_STALE_AFTER_S = 3600
 # The scripts that decide the replica export (other scripts/ files do not invalidate it).
 EXPORT_SCRIPTS = ("convert.py", "export.py", "googlenet.py", "parity.py", "replica.py", "tf_env.py")
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
@@ -64,13 +68,17 @@ def run_script(*args: str | Path, timeout: float = 900) -> subprocess.CompletedP
 
 @pytest.fixture(scope="session")
 def replica_cache_dir() -> Path:
-    """tests/.cache/replica-<key>/, with stale keys' folders removed."""
+    """tests/.cache/replica-<key>/, with other keys' folders removed once unused for an hour.
+
+    The grace period spares a test session still running on an older key in the same tree.
+    """
     folder = CACHE / f"{_PREFIX}{export_code_key()}"
-    if CACHE.is_dir():
-        for stale in CACHE.glob(f"{_PREFIX}*"):
-            if stale != folder:
-                shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+    os.utime(folder)
+    for stale in CACHE.glob(f"{_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):  # another session may remove it first
+            if stale != folder and time.time() - stale.stat().st_mtime > _STALE_AFTER_S:
+                shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 
