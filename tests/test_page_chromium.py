@@ -94,7 +94,7 @@ def opened(browser, path: Path, javascript: bool = True) -> Iterator[Opened]:
         java_script_enabled=javascript, viewport={"width": 1000, "height": 800}
     )
     page = context.new_page()
-    page.set_default_timeout(5000)
+    page.set_default_timeout(20_000)
     result = Opened(page)
 
     def route(route_request) -> None:
@@ -243,16 +243,23 @@ def test_two_dictionaries_on_one_page_are_independent(browser, tmp_path, layout)
         assert a.get_attribute("id") != b.get_attribute("id")
         start_b = selection(b)
         cell(a, 1, 1).hover()
-        assert selection(a)[:2] == (1, 1) and selection(b) == start_b
+        assert selection(a) == (1, 1, False) and selection(b) == start_b
         assert shown(b) == expected(acts_b, 3, *start_b[:2])
+        cell(a, 1, 1).click()  # pinned, so scrolling under a resting pointer cannot move it
         cell(b, 3, 4).click()
-        run.page.keyboard.press("ArrowUp")
+        run.page.keyboard.press("ArrowUp")  # goes to b, which has the focus
         assert selection(b) == (2, 4, True)
         assert shown(b) == expected(acts_b, 3, 2, 4)
-        assert selection(a) == (1, 1, False)
+        assert selection(a) == (1, 1, True)
+        assert shown(a) == expected(acts_a, 4, 1, 1)
+        run.page.keyboard.press("Escape")
+        assert selection(b) == (2, 4, False) and selection(a) == (1, 1, True)
+        cell(a, 1, 1).click()  # unpin a
         cell(a, 5, 8).hover()
+        assert selection(a) == (5, 8, False)
         assert shown(a) == expected(acts_a, 4, 5, 8)
-        assert selection(b) == (2, 4, True)
+        assert selection(b) == (2, 4, False)
+        assert shown(b) == expected(acts_b, 3, 2, 4)
 
 
 # --- sprites and the network -----------------------------------------------------------------
