@@ -262,6 +262,44 @@ def test_two_dictionaries_on_one_page_are_independent(browser, tmp_path, layout)
         assert shown(b) == expected(acts_b, 3, 2, 4)
 
 
+ADD_OUTPUT = """
+html => {
+  // What JupyterLab does with an HTML output: set innerHTML (scripts stay inert), attach it,
+  // then replace each script element by a fresh one so that it runs.
+  const host = document.createElement('div');
+  host.className = 'output';
+  host.innerHTML = html;
+  document.body.appendChild(host);
+  for (const old of Array.from(host.querySelectorAll('script'))) {
+    const fresh = document.createElement('script');
+    for (const attribute of Array.from(old.attributes)) {
+      fresh.setAttribute(attribute.name, attribute.value);
+    }
+    fresh.textContent = old.textContent;
+    old.replaceWith(fresh);
+  }
+}
+"""
+
+
+def test_outputs_added_later_the_way_jupyterlab_adds_them_mount_independently(browser, tmp_path):
+    first, acts_a = synthetic_dict(rows=4, cols=4, seed=15)
+    second, acts_b = synthetic_dict(rows=3, cols=5, seed=16)
+    path = write_text_atomic(tmp_path / "lab.html", "<!doctype html><title>lab</title>")
+    with opened(browser, path) as run:
+        run.page.evaluate(ADD_OUTPUT, first._repr_html_())
+        run.page.evaluate(ADD_OUTPUT, second._repr_html_())
+        a, b = run.root(0), run.root(1)
+        assert a.get_attribute("data-mounted") == b.get_attribute("data-mounted") == "true"
+        cell(b, 2, 4).click()
+        assert selection(b) == (2, 4, True)
+        assert shown(b) == expected(acts_b, 4, 2, 4)
+        cell(a, 3, 0).hover()
+        assert selection(a) == (3, 0, False)
+        assert shown(a) == expected(acts_a, 4, 3, 0)
+        assert selection(b) == (2, 4, True)
+
+
 # --- sprites and the network -----------------------------------------------------------------
 
 CENTRE_COLOURS = """
