@@ -1,0 +1,154 @@
+"""Running a model over many images: where they come from, which were skipped, and batches.
+
+`scan_layer` is the one loop that dataset-example spritemaps and fitted bases share: it takes
+a folder (searched recursively), a list of paths, or any iterable of images, reads them one by
+one, skips (and records in a `ScanReport`) those that cannot be read instead of crashing
+halfway, runs the model in batches with a tqdm progress bar, and yields each batch's images
+and layer activations, so memory stays bounded whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .errors import DownloadError, ImageError, SemdictError
+from .images import IMAGE_SUFFIXES, load_image
+
+if TYPE_CHECKING:
+    from .model import Model
+
+MAX_LISTED_SKIPS = 50
+
+Batch = list[tuple[str, Image.Image]]
+
+
+@dataclass
+class ScanReport:
+    """What a scan read and what it had to skip (names of the first MAX_LISTED_SKIPS)."""
+
+    images_seen: int = 0
+    skipped_count: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, name: str, reason: str) -> None:
+        """Record one image that could not be used."""
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_LISTED_SKIPS:
+            self.skipped.append({"source": name, "reason": reason})
+
+    def summary(self) -> str:
+        """One line: how many images were used and skipped, and which."""
+        text = f"{self.images_seen} images read"
+        if self.skipped_count:
+            names = ", ".join(item["source"] for item in self.skipped)
+            more = self.skipped_count - len(self.skipped)
+            text += f"; skipped {self.skipped_count} that could not be read: {names}"
+            text += f" and {more} more" if more else ""
+        return text
+
+
+def image_sources(images: Any, report: ScanReport) -> tuple[Iterable[Any], int | None]:
+    """The items to scan and their number when known; files passed over go into `report`.
+
+    A folder is searched recursively for IMAGE_SUFFIXES; other files in it are reported as
+    skipped. A single path, URL, PIL image or array is one image; a 4-D array is a batch.
+    """
+    if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
+        folder = Path(images).expanduser()
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        for other in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
+            report.skip(str(other), "not an image file (by its suffix)")
+        if not found:
+            raise ImageError(
+                f"no images in folder {str(folder)!r} (searched recursively for "
+                f"{', '.join(IMAGE_SUFFIXES)}; found {len(files)} other files); "
+                "point --images / images= at a folder of photos"
+            )
+        return found, len(found)
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image)) or (
+        isinstance(images, np.ndarray) and images.ndim < 4
+    ):
+        return [images], 1
+    if not isinstance(images, Iterable):
+        raise ImageError(
+            f"cannot read images from a {type(images).__name__}: pass a folder, a list of "
+            "paths, or an iterable of images"
+        )
+    return images, len(images) if hasattr(images, "__len__") else None
+
+
+def scan_layer(
+    images: Any,
+    model: Model,
+    layer: str,
+    report: ScanReport,
+    *,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+    stacklevel: int = 3,
+) -> Iterator[tuple[Batch, np.ndarray]]:
+    """Yield each batch's (id, image) pairs and its `layer` activations [N, H, W, C].
+
+    Unreadable images are recorded in `report` and counted by the progress bar. At the end a
+    scan that could read nothing is an ImageError, and skipped images are one warning
+    (`stacklevel` as in `warnings.warn`, counted from this generator: 3 is the caller's caller).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SemdictError(f"batch_size must be a positive integer, not {batch_size!r}")
+    model.info.layer(layer)
+    items, total = image_sources(images, report)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)
+    try:
+        for batch in _batches(_readable(items, report, bar), batch_size):
+            acts = model.activations([image for _, image in batch], [layer], batch_size)[layer]
+            yield batch, acts
+            report.images_seen += len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    if report.images_seen == 0:
+        raise ImageError(f"none of the images could be read: {report.summary()}")
+    if report.skipped_count:
+        warnings.warn(report.summary(), stacklevel=stacklevel)
+
+
+def _readable(items: Iterable[Any], report: ScanReport, bar: tqdm) -> Iterator[tuple[str, Any]]:
+    """(id, RGB image) for each item that loads; the others are recorded and counted as done."""
+    for index, item in enumerate(items):
+        image_id = _image_id(item, index)
+        try:
+            image = load_image(item)
+        except (ImageError, DownloadError) as exc:
+            report.skip(image_id, str(exc))
+            bar.set_postfix(skipped=report.skipped_count, refresh=False)
+            bar.update(1)
+            continue
+        yield image_id, image
+
+
+def _image_id(item: Any, index: int) -> str:
+    """A path or URL names itself; an in-memory image is named by its place in the input."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"image #{index}"
+
+
+def _batches(pairs: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most `size` items."""
+    batch = []
+    for pair in pairs:
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
