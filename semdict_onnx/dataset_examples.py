@@ -6,7 +6,9 @@ exactly with the top lists of other image sets (split a dataset across processes
 `scan_examples`, merge, then `spritemap_from_examples`). Each winner's picture is the patch of
 its source image that the position sees (the layer's receptive field, clipped to the image),
 resized to the sprite size. A channel that never fires (never above 0) gets a blank sprite
-and is listed as dead in the manifest.
+and is listed as dead in the manifest. With a `basis` (bases.py) the same is done per
+direction, ranking positions by their projection onto it instead of by one channel;
+`own_patches_spritemap` does it for one image whose coefficients are already known.
 """
 
 from __future__ import annotations
@@ -15,28 +17,26 @@ import dataclasses
 import json
 import math
 import os
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
+from .bases import NEURONS, Basis, resolve_basis
 from .errors import DownloadError, ImageError, SemdictError
-from .images import load_image
+from .image_scan import ScanReport, scan_layer
+from .images import ImageSource, load_image
 from .model import Model, load_model
 from .receptive_field import ReceptiveField, receptive_fields
 from .spritemap import Spritemap
 
 DEFAULT_SPRITE_SIZE = 96
 DEFAULT_BATCH_SIZE = 16
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 BLANK_COLOUR = (224, 224, 224)
-MAX_LISTED_SKIPS = 50
 CROP_RESAMPLE = Image.Resampling.BILINEAR
 TOP_EXAMPLES_KIND = "semdict_onnx.top_examples"
 TOP_EXAMPLES_SCHEMA = 1
@@ -220,31 +220,6 @@ def _concat(*parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
 
 
 @dataclass
-class ScanReport:
-    """What a scan read and what it had to skip (names of the first MAX_LISTED_SKIPS)."""
-
-    images_seen: int = 0
-    skipped_count: int = 0
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def skip(self, name: str, reason: str) -> None:
-        """Record one image that could not be used."""
-        self.skipped_count += 1
-        if len(self.skipped) < MAX_LISTED_SKIPS:
-            self.skipped.append({"source": name, "reason": reason})
-
-    def summary(self) -> str:
-        """One line: how many images were used and skipped, and which."""
-        text = f"{self.images_seen} images read"
-        if self.skipped_count:
-            names = ", ".join(item["source"] for item in self.skipped)
-            more = self.skipped_count - len(self.skipped)
-            text += f"; skipped {self.skipped_count} that could not be read: {names}"
-            text += f" and {more} more" if more else ""
-        return text
-
-
-@dataclass
 class _Kept:
     """A winner's source image, shrunk to what its crops need, and its original size."""
 
@@ -262,17 +237,21 @@ def build_spritemap(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     crop_size: int | None = None,
+    basis: Basis | np.ndarray | str | None = None,
 ) -> Spritemap:
     """A spritemap of `layer` from dataset examples: each channel's most exciting image patches.
 
     `images` is a folder (searched recursively), a list of paths, or any iterable of images
     (paths, URLs, bytes, PIL images, arrays). Unreadable ones are skipped and summarised.
     Crops are the layer's receptive field, or `crop_size` model-input pixels square.
+    `basis` (a Basis or a k x channels array) gives one sprite per direction instead, ranked
+    by the projection onto it.
     """
     model = _as_model(model)
     field_ = receptive_fields(model, [layer])[layer]
     crop = _crop_field(field_, crop_size)
-    top = TopExamples(model.info.layer(layer).channels, examples_per_channel, layer)
+    directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
+    top = TopExamples(directions.k, examples_per_channel, layer)
     tile = _tile_size(sprite_size, examples_per_channel)
     kept: dict[str, _Kept] = {}
 
@@ -284,8 +263,10 @@ def build_spritemap(
         for image_id in set(kept) - wanted:
             del kept[image_id]
 
-    report = _scan(images, model, layer, top, batch_size, progress, keep_winners)
-    return _compose(top, field_, crop, sprite_size, per_row, kept.__getitem__, model, report)
+    report = _scan(images, model, directions, top, batch_size, progress, keep_winners)
+    return _compose(
+        top, field_, crop, sprite_size, per_row, kept.__getitem__, model, report, directions
+    )
 
 
 def scan_examples(
@@ -295,11 +276,13 @@ def scan_examples(
     examples_per_channel: int = 1,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    basis: Basis | np.ndarray | str | None = None,
 ) -> TopExamples:
     """The top examples alone, to split a dataset across processes and `merge` the results."""
     model = _as_model(model)
-    top = TopExamples(model.info.layer(layer).channels, examples_per_channel, layer)
-    _scan(images, model, layer, top, batch_size, progress, None)
+    directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
+    top = TopExamples(directions.k, examples_per_channel, layer)
+    _scan(images, model, directions, top, batch_size, progress, None)
     return top
 
 
@@ -309,16 +292,22 @@ def spritemap_from_examples(
     sprite_size: int = DEFAULT_SPRITE_SIZE,
     per_row: int | None = None,
     crop_size: int | None = None,
+    basis: Basis | np.ndarray | str | None = None,
 ) -> Spritemap:
-    """The spritemap of merged top examples, re-reading each winner's image by its id (path)."""
+    """The spritemap of merged top examples, re-reading each winner's image by its id (path).
+
+    `basis` is the one the examples were scanned with (default: the neurons).
+    """
     model = _as_model(model)
     if top.layer is None:
         raise SemdictError("these top examples do not say their layer; scan with a layer")
     field_ = receptive_fields(model, [top.layer])[top.layer]
-    if model.info.layer(top.layer).channels != top.channels:
+    directions = resolve_basis(basis, top.layer, model.info.layer(top.layer).channels)
+    if directions.k != top.channels:
         raise SemdictError(
-            f"the top examples have {top.channels} channels but layer {top.layer!r} of this "
-            f"model has {model.info.layer(top.layer).channels}; use the model they came from"
+            f"the top examples have {top.channels} entries per position but the "
+            f"{directions.describe()} of layer {top.layer!r} have {directions.k}; use the "
+            "model and basis they were scanned with"
         )
     loaded: dict[str, _Kept] = {}
 
@@ -336,103 +325,69 @@ def spritemap_from_examples(
 
     report = ScanReport(images_seen=top.images_seen)
     crop = _crop_field(field_, crop_size)
-    return _compose(top, field_, crop, sprite_size, per_row, reopen, model, report)
+    return _compose(top, field_, crop, sprite_size, per_row, reopen, model, report, directions)
 
 
-def image_sources(images: Any) -> tuple[Iterable[Any], int | None, ScanReport]:
-    """The items to scan, their number when known, and a report of files already passed over.
+def own_patches_spritemap(
+    image: ImageSource,
+    coefficients: np.ndarray,
+    layer: str,
+    model: Model | str | os.PathLike[str] | None,
+    basis: Basis,
+    sprite_size: int = DEFAULT_SPRITE_SIZE,
+    crop_size: int | None = None,
+) -> Spritemap:
+    """One image's own patches: per direction, where its coefficients [rows, cols, k] peak.
 
-    A folder is searched recursively for IMAGE_SUFFIXES; other files in it are reported as
-    skipped. A single path, URL, PIL image or array is one image; a 4-D array is a batch.
+    This is how groups fitted on a single image (bases.factorize) get their pictures without
+    running the model again.
     """
-    report = ScanReport()
-    if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
-        folder = Path(images).expanduser()
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
-        found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-        for other in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):
-            report.skip(str(other), "not an image file (by its suffix)")
-        if not found:
-            raise ImageError(
-                f"no images in folder {str(folder)!r} (searched recursively for "
-                f"{', '.join(IMAGE_SUFFIXES)}; found {len(files)} other files); "
-                "point --images / images= at a folder of photos"
-            )
-        return found, len(found), report
-    if isinstance(images, (str, os.PathLike, bytes, Image.Image)) or (
-        isinstance(images, np.ndarray) and images.ndim < 4
-    ):
-        return [images], 1, report
-    if not isinstance(images, Iterable):
-        raise ImageError(
-            f"cannot read images from a {type(images).__name__}: pass a folder, a list of "
-            "paths, or an iterable of images"
+    model = _as_model(model)
+    field_ = receptive_fields(model, [layer])[layer]
+    crop = _crop_field(field_, crop_size)
+    coefficients = np.asarray(coefficients, np.float32)
+    if coefficients.shape != (*field_.grid, basis.k):
+        raise SemdictError(
+            f"coefficients shaped {coefficients.shape} do not fit layer {layer!r} "
+            f"({field_.grid[0]}x{field_.grid[1]} positions) and {basis.k} directions"
         )
-    return images, len(images) if hasattr(images, "__len__") else None, report
+    picture = load_image(image)
+    top = TopExamples(basis.k, 1, layer)
+    top.update(coefficients[None], ["image"])
+    kept = _Kept(_shrink(picture, crop, _tile_size(sprite_size, 1)), picture.size)
+    report = ScanReport(images_seen=1)
+    return _compose(top, field_, crop, sprite_size, None, lambda _: kept, model, report, basis)
 
 
 def _scan(
     images: Any,
     model: Model,
-    layer: str,
+    basis: Basis,
     top: TopExamples,
     batch_size: int,
     progress: bool,
     after_batch: Callable[[list[tuple[str, Image.Image]]], None] | None,
 ) -> ScanReport:
-    """Run the model over the images in batches, folding each batch into `top`."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise SemdictError(f"batch_size must be a positive integer, not {batch_size!r}")
-    items, total, report = image_sources(images)
-    bar = tqdm(total=total, unit="img", desc=f"dataset examples {layer}", disable=not progress)
-    try:
-        for batch in _batches(_readable(items, report, bar), batch_size):
-            acts = model.activations([image for _, image in batch], [layer], batch_size)[layer]
-            top.update(acts, [image_id for image_id, _ in batch])
-            if after_batch is not None:
-                after_batch(batch)
-            report.images_seen += len(batch)
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    if report.images_seen == 0:
-        raise ImageError(f"none of the images could be read: {report.summary()}")
-    if report.skipped_count:
-        warnings.warn(report.summary(), stacklevel=3)
+    """Run the model over the images in batches, folding each batch's projection into `top`."""
+    report = ScanReport()
+    layer = str(top.layer)
+    desc = f"dataset examples {layer}"
+    scan = scan_layer(
+        images,
+        model,
+        layer,
+        report,
+        batch_size=batch_size,
+        progress=progress,
+        desc=desc,
+        stacklevel=4,
+    )
+    for batch, acts in scan:
+        coefficients = acts if basis.method == NEURONS else basis.project(acts)
+        top.update(coefficients, [image_id for image_id, _ in batch])
+        if after_batch is not None:
+            after_batch(batch)
     return report
-
-
-def _readable(
-    items: Iterable[Any], report: ScanReport, bar: tqdm
-) -> Iterator[tuple[str, Image.Image]]:
-    """(id, RGB image) for each item that loads; the others are recorded and counted as done."""
-    for index, item in enumerate(items):
-        image_id = _image_id(item, index)
-        try:
-            image = load_image(item)
-        except (ImageError, DownloadError) as exc:
-            report.skip(image_id, str(exc))
-            bar.set_postfix(skipped=report.skipped_count, refresh=False)
-            bar.update(1)
-            continue
-        yield image_id, image
-
-
-def _image_id(item: Any, index: int) -> str:
-    """A path or URL names itself; an in-memory image is named by its place in the input."""
-    return str(item) if isinstance(item, (str, os.PathLike)) else f"image #{index}"
-
-
-def _batches(pairs: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of at most `size` items."""
-    batch = []
-    for pair in pairs:
-        batch.append(pair)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
@@ -483,6 +438,7 @@ def _compose(
     source_of: Callable[[str], _Kept],
     model: Model,
     report: ScanReport,
+    basis: Basis,
 ) -> Spritemap:
     """Paste every winner's crop into the grid and describe each sprite in the manifest."""
     tile = _tile_size(sprite_size, top.k)
@@ -511,8 +467,15 @@ def _compose(
                 }
             )
         sprites.append(_sprite_entry(channel, examples))
+    directions = {}
+    if basis.method != NEURONS:
+        directions = {
+            "basis_description": basis.describe(),
+            "basis_fingerprint": basis.fingerprint,
+        }
     manifest = {
-        "basis": "neurons",
+        "basis": basis.method,
+        **directions,
         "method": "dataset examples",
         "model": {
             "network": model.info.network,
