@@ -135,6 +135,7 @@ def export_graphdef(
     written unless ONNX Runtime matches TensorFlow on every exported layer.
     """
     from convert import attach_metadata, convert, layer_infos, load_graphdef, num_classes
+    from optimize import optimize
     from parity import check_parity, format_parity, parity_images
     from replica import is_replica
 
@@ -145,6 +146,8 @@ def export_graphdef(
         print(REPLICA_WARNING)
     print(f"converting {graphdef_path} with tf2onnx ...")
     model = convert(graph_def)
+    for rewrite in optimize(model):
+        print(f"  faster graph: {rewrite}")
     classes = num_classes(model)
     info = ModelInfo(
         network=REPLICA_NETWORK if replica else NETWORK,
