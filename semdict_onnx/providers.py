@@ -44,6 +44,10 @@ CUDA_INSTALL_HINT = (
 )
 # cuDNN's major version required by every onnxruntime-gpu release built for CUDA 12 and 13.
 CUDNN_MAJOR = "9"
+# CUDA provider options set unless the caller's own say otherwise. TF32 off: on Ampere and
+# newer GPUs, convolutions then keep full float32 and match TensorFlow as the parity tests
+# demand; ("CUDAExecutionProvider", {"use_tf32": "1"}) trades that for speed.
+CUDA_DEFAULT_OPTIONS = {"use_tf32": "0"}
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
@@ -201,6 +205,14 @@ def default_providers() -> list[str]:
     return [CPU]
 
 
+def with_default_options(spec: ProviderSpec) -> ProviderSpec:
+    """A CUDA spec with CUDA_DEFAULT_OPTIONS under the caller's own options; others as given."""
+    if _provider_name(spec) != CUDA:
+        return spec
+    options = {} if isinstance(spec, str) else dict(spec[1])
+    return (CUDA, {**CUDA_DEFAULT_OPTIONS, **options})
+
+
 def create_session(
     path: str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
 ) -> ort.InferenceSession:
@@ -209,7 +221,10 @@ def create_session(
     explicit = providers is not None
     chosen = _check_requested(providers) if explicit else default_providers()
     session = ort.InferenceSession(
-        os.fspath(path), sess_options=session_options(), providers=chosen, enable_fallback=0
+        os.fspath(path),
+        sess_options=session_options(),
+        providers=[with_default_options(spec) for spec in chosen],
+        enable_fallback=0,
     )
     running = session.get_providers()
     not_running = [_provider_name(s) for s in chosen if _provider_name(s) not in running]

@@ -144,7 +144,8 @@ def labels_text() -> str:
 
 @pytest.fixture(scope="session")
 def replica_model(replica_model_path: Path):
-    """The replica model loaded by the runtime on the CPU provider."""
+    """The replica model loaded by the runtime on $SEMDICT_TEST_PROVIDER (default: CPU)."""
     from semdict_onnx import load_model
 
-    return load_model(replica_model_path, providers=["CPUExecutionProvider"])
+    provider = os.environ.get("SEMDICT_TEST_PROVIDER") or "CPUExecutionProvider"
+    return load_model(replica_model_path, providers=[provider])
