@@ -1,0 +1,82 @@
+"""benchmarks/bench.py still runs end to end and writes every row (timings are not checked)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench  # noqa: E402
+
+NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory, replica_graphdef_path, replica_model_path) -> str:
+    """RESULTS.md from `bench.py --quick` on the shared replica."""
+    out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick"]
+    command += ["--graphdef", str(replica_graphdef_path), "--model", str(replica_model_path)]
+    command += ["--out", str(out), "--json", str(out.with_suffix(".json"))]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert text in done.stdout  # the same table is printed
+    return text
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    """The cells of the table row starting with `first_cell`."""
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{text}")
+
+
+def test_every_warm_case_has_a_row_of_numbers(quick_results):
+    rows = [line for line in quick_results.splitlines() if line.startswith("| ")]
+    for _, what, _, batch in bench.CASES.values():
+        size = "1" if batch == "1" else str(bench.QUICK.batch)
+        matching = [r for r in rows if r.startswith(f"| {what} |") and f"| {size} |" in r]
+        assert len(matching) == 1, (what, size, rows)
+        cells = [cell.strip() for cell in matching[0].strip().strip("|").split("|")]
+        for value in cells[3:7]:  # ms / call, ms / image, images/s, GFLOP/s
+            assert re.fullmatch(NUMBER, value), (what, value)
+        assert re.fullmatch(rf"{NUMBER}%", cells[7]) and re.fullmatch(rf"{NUMBER}x", cells[8])
+
+
+def test_cold_processes_matmul_targets_and_sections(quick_results):
+    for name in ("tf_cold", "ort_cold"):
+        cells = table_row(quick_results, name)
+        assert re.fullmatch(NUMBER, cells[2]) and re.fullmatch(NUMBER, cells[3]), cells
+    ceiling = table_row(quick_results, "OPENBLAS_CORETYPE/L2_SIZE unset")
+    assert re.fullmatch(NUMBER, ceiling[2]) and "x" in ceiling[3], ceiling
+    for target in (
+        "warm activations, batch 1: >= 1.2x faster than cached TF",
+        f"warm activations, batch {bench.QUICK.batch}: per image at least as fast as TF",
+        "cold process to a saved page: >= 8x faster than TF",
+        "cold process peak memory: <= 1/4 of TF's",
+    ):
+        assert table_row(quick_results, target)[2] in ("yes", "NO")
+    semdict = [r for r in quick_results.splitlines() if r.startswith("| semantic_dict() end")]
+    assert len(semdict) == 1 and semdict[0].rstrip().endswith(("| yes |", "| NO |"))
+    for heading in ("## Environment", "## Spritemap overhead", "## GPU"):
+        assert heading in quick_results
+    assert "| build_spritemap |" in quick_results
+
+
+def test_raw_times_are_kept(quick_results, tmp_path_factory):
+    # The --json file sits beside RESULTS.md; every case has its quick-plan number of calls.
+    import json
+
+    path = next(Path(tmp_path_factory.getbasetemp()).glob("bench*/RESULTS.json"))
+    raw = json.loads(path.read_text())
+    for case, calls in bench.QUICK.iterations.items():
+        assert len(raw["seconds"][case]) == calls * bench.QUICK.rounds
