@@ -18,6 +18,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+# The names of the nodes replace_lrn writes for an LRN called NAME: NAME + suffix. Squares of
+# activations overflow float16, so a float16 model keeps these nodes in float32.
+LRN_NODE_SUFFIXES = ("/squares", "/base", "/power", "/divide")
+
 
 def _channels(model: onnx.ModelProto) -> dict[str, int | None]:
     """The static channel count (axis 1) of every value shape inference knows, else None."""
@@ -64,7 +68,7 @@ def replace_lrn(model: onnx.ModelProto) -> list[str]:
                 numpy_helper.from_array(np.full(count, bias, np.float32), offsets),
             ]
         )
-        squares, denominator, power = f"{name}/squares", f"{name}/base", f"{name}/power"
+        squares, denominator, power, divide = (name + suffix for suffix in LRN_NODE_SUFFIXES)
         nodes.append(helper.make_node("Mul", [x, x], [squares], name=squares))
         nodes.append(
             helper.make_node(
@@ -81,7 +85,7 @@ def replace_lrn(model: onnx.ModelProto) -> list[str]:
             exponent = f"{name}/beta"
             graph.initializer.append(numpy_helper.from_array(np.array(beta, np.float32), exponent))
             nodes.append(helper.make_node("Pow", [denominator, exponent], [power], name=power))
-        nodes.append(helper.make_node("Div", [x, power], list(node.output), name=f"{name}/divide"))
+        nodes.append(helper.make_node("Div", [x, power], list(node.output), name=divide))
         replaced.append(name)
     del graph.node[:]
     graph.node.extend(nodes)

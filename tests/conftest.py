@@ -25,7 +25,15 @@ CACHE = ROOT / "tests" / ".cache"
 _PREFIX = "replica-"
 _STALE_AFTER_S = 3600
 # The scripts that decide the replica export (other scripts/ files do not invalidate it).
-EXPORT_SCRIPTS = ("convert.py", "export.py", "googlenet.py", "parity.py", "replica.py", "tf_env.py")
+EXPORT_SCRIPTS = (
+    "convert.py",
+    "export.py",
+    "googlenet.py",
+    "optimize.py",
+    "parity.py",
+    "replica.py",
+    "tf_env.py",
+)
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
 GOOGLENET_LAYERS = {
     "mixed3a": (256, 28),
