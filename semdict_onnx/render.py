@@ -4,9 +4,11 @@ The markup, style and script live in `static/` (fragment.html, entry.html, page.
 semdict.css, semdict.js); this module fills them. It owns the page's safety rules: every
 string is HTML-escaped, image sources are only http(s) URLs or data URIs made here, and the
 embedded JSON cannot end its script element. Each fragment carries a fresh uuid-based id and
-a JSON payload holding every position's entries; the first selection is rendered into the
-HTML itself, so the page reads without JavaScript, and the script only adds interaction.
-One-line repeated elements (grid cells, class rows, sprite pictures) are built here.
+a JSON payload holding, per basis, every position's entries and how bars are scaled; the first
+selection of the first basis is rendered into the HTML itself, so the page reads without
+JavaScript, and the script only adds interaction (hover, pin, keys, the basis switch, the
+group overlay and heat map toggles). One-line repeated elements (grid cells, class rows, sprite
+pictures, buttons, overlay layers) are built here; the overlay pictures come from overlays.py.
 """
 
 from __future__ import annotations
@@ -30,22 +32,19 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from . import overlays
 from .errors import ImageError
 
 if TYPE_CHECKING:
-    from .semantic_dict import SemanticDict
+    from .semantic_dict import BasisView, SemanticDict
     from .spritemap import Spritemap
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
 IMAGE_DISPLAY_PX = 320
 SPRITE_PX = 88
 IMAGE_JPEG_QUALITY = 85
 SPRITE_JPEG_QUALITY = 85
 POSITION_TEMPLATE = "row {row}, column {col}"
-TOOLTIP_TEMPLATE = (
-    "channel {channel}: activation {value} ({percent}% of the largest activation "
-    "in this image's {layer})"
-)
 _JSON_ESCAPES = {
     "<": "\\u003c",
     ">": "\\u003e",
@@ -171,6 +170,23 @@ def sprite_payload(spritemap: Spritemap | None, channels: Iterable[int]) -> dict
     return {"kind": "embedded", "size": SPRITE_PX, "images": images}
 
 
+def js_round(value: float) -> int:
+    """`value` rounded as JavaScript's Math.round does (halves go up)."""
+    whole = math.floor(value)
+    return whole + 1 if value - whole >= 0.5 else whole
+
+
+def bar_parts(value: float, reference: float, raw: bool) -> tuple[str, int, str]:
+    """A bar's width (percent, 2 decimals), its percentage, and its label, as semdict.js has them.
+
+    The label is the percentage, or at raw scale the value rounded to 2 decimals.
+    """
+    ratio = value / reference if reference > 0 else 0.0
+    percent = js_round(100 * ratio)
+    label = js_number(js_round(value * 100) / 100) if raw else f"{percent}%"
+    return f"{min(100.0, 100 * ratio):.2f}", percent, label
+
+
 def _sprite_markup(sprites: dict[str, Any], channel: int) -> str:
     """The picture inside one entry's sprite box, as semdict.js would show it."""
     kind = sprites["kind"]
@@ -188,28 +204,33 @@ def _sprite_markup(sprites: dict[str, Any], channel: int) -> str:
     )
 
 
-def _entries_markup(sd: SemanticDict, data: dict[str, Any], row: int, col: int) -> str:
-    """The k entries of position (row, col), strongest first, as semdict.js would show them."""
-    basis, tooltip = data["bases"][0], data["tooltip"]
-    base = (row * sd.cols + col) * sd.top_k
-    maximum = basis["max"]
+def _entries_markup(sd: SemanticDict, basis: dict[str, Any], row: int, col: int) -> str:
+    """The k entries of position (row, col) in `basis`, strongest first, as semdict.js shows."""
+    base = (row * sd.cols + col) * basis["k"]
+    raw = basis["scale"] == "raw"
     items = []
-    for rank in range(sd.top_k):
+    for rank in range(basis["k"]):
         channel = basis["channels"][base + rank]
         value = basis["values"][base + rank]
-        ratio = value / maximum if maximum > 0 else 0.0
-        percent = math.floor(100 * ratio + 0.5)
+        reference = basis["refs"][channel] if basis["refs"] else basis["ref"]
+        width, percent, label = bar_parts(value, reference, raw)
         shown = js_number(value)
+        colours = basis["colours"]
         items.append(
             _template("entry.html").substitute(
                 rank=rank,
                 channel=channel,
                 value=escape(shown),
-                tooltip=escape(fill(tooltip, channel=channel, value=shown, percent=percent)),
+                tooltip=escape(
+                    fill(basis["tooltip"], channel=channel, value=shown, percent=percent)
+                ),
                 sprite_px=basis["sprites"]["size"],
                 sprite=_sprite_markup(basis["sprites"], channel),
-                bar_width=f"{100 * ratio:.2f}",
-                percent=percent,
+                swatch=escape(colours[channel] if colours else "transparent"),
+                swatch_hidden="" if colours else " hidden",
+                unit=escape(basis["unit"]),
+                bar_width=width,
+                label=escape(label),
             )
         )
     return "".join(items)
@@ -242,17 +263,105 @@ def _classes_markup(sd: SemanticDict) -> str:
     return f'<span class="sd-classes-title">{title}</span><ol class="sd-classes">{rows}</ol>'
 
 
-def payload(sd: SemanticDict) -> dict[str, Any]:
-    """The data semdict.js reads: grid, first selection, and each basis's entries and sprites."""
-    values = float32_values(sd.values)
-    basis = {
-        "name": sd.basis,
-        "unit": "channel",
-        "max": max(values[:: sd.top_k]),
-        "channels": sd.channels.ravel().tolist(),
-        "values": values,
-        "sprites": sprite_payload(sd.spritemap, sd.channels.ravel().tolist()),
+def _labels(views: Sequence[BasisView]) -> list[str]:
+    """Each view's label on the basis switch, numbered where two would read the same."""
+    labels = [view.label for view in views]
+    return [
+        label if labels.count(label) == 1 else f"{label} {labels[: i + 1].count(label)}"
+        for i, label in enumerate(labels)
+    ]
+
+
+def raw_references(dicts: Sequence[SemanticDict]) -> dict[str, float]:
+    """Per basis method, the largest value over `dicts`: a full bar at raw scale on one page."""
+    references: dict[str, float] = {}
+    for sd in dicts:
+        for view in sd.views:
+            references[view.method] = max(references.get(view.method, 0.0), view.max_value)
+    return references
+
+
+def _scale_of(sd: SemanticDict, view: BasisView, raw: dict[str, float]) -> dict[str, Any]:
+    """How `view`'s bars are measured: scale, reference(s), the page's note and tooltip."""
+    word = "activation" if view.basis is None else "coefficient"
+    units = f"{view.unit}s"
+    image_max = float(np.float32(view.max_value))
+    if sd.scale == "dataset" and view.typical is not None:
+        seen = (view.spritemap.manifest or {}).get("images_seen") if view.spritemap else None
+        over = f"the {seen} images of its spritemap" if seen else "its spritemap's dataset"
+        return {
+            "scale": "dataset",
+            "ref": None,
+            "refs": float32_values(view.typical),
+            "note": f"Bars: {word} relative to each {view.unit}'s typical maximum over {over} "
+            "(a full bar; more than 100% is stronger than typical); the exact value shows on "
+            "hover.",
+            "of": f"this {view.unit}'s typical maximum over the dataset",
+        }
+    if sd.scale == "raw":
+        reference = float(np.float32(raw.get(view.method, image_max)))
+        return {
+            "scale": "raw",
+            "ref": reference,
+            "refs": None,
+            "note": f"Bars: raw {word}s (numbers rounded to 2 decimals); a full bar is "
+            f"{js_number(reference)}, the largest {word} of these {units} on this page.",
+            "of": f"{js_number(reference)}, the largest on this page",
+        }
+    fallback = ""
+    if sd.scale == "dataset":
+        fallback = f"No dataset maxima for these {units} (their pictures carry no dataset "
+        fallback += "manifest), so: "
+    return {
+        "scale": "image",
+        "ref": image_max,
+        "refs": None,
+        "note": f"{fallback}Bars: {word} relative to this image's largest in {sd.layer} "
+        f"({js_number(image_max)}); the exact value shows on hover.",
+        "of": f"the largest {word} in this image's {sd.layer}",
     }
+
+
+def _basis_payload(
+    sd: SemanticDict, view: BasisView, label: str, raw: dict[str, float]
+) -> dict[str, Any]:
+    """One basis's part of the payload: entries, sprites, bar scale, notes and colours."""
+    values = float32_values(view.values)
+    channels = view.channels.ravel().tolist()
+    scale = _scale_of(sd, view, raw)
+    word = "activation" if view.basis is None else "coefficient"
+    colours = None
+    if view.maps is not None:
+        colours = [overlays.hex_colour(c) for c in overlays.group_colours(view.size)]
+    return {
+        "name": view.method,
+        "label": label,
+        "description": view.description,
+        "unit": view.unit,
+        "units": f"{view.unit}s",
+        "size": view.size,
+        "k": view.top_k,
+        "max": max(values[:: view.top_k]),
+        "channels": channels,
+        "values": values,
+        "sprites": sprite_payload(view.spritemap, channels),
+        "scale": scale["scale"],
+        "ref": scale["ref"],
+        "refs": scale["refs"],
+        "note": scale["note"],
+        "tooltip": f"{view.unit} {{channel}}: {word} {{value}} ({{percent}}% of {scale['of']})",
+        "sprite_note": view.sprite_note or "",
+        "colours": colours,
+    }
+
+
+def payload(sd: SemanticDict, raw: dict[str, float] | None = None) -> dict[str, Any]:
+    """The data semdict.js reads: grid, first selection, and each basis's entries and sprites.
+
+    `raw` holds the full-bar values at raw scale (default: this dictionary's own largest).
+    """
+    raw = raw if raw is not None else raw_references([sd])
+    labels = _labels(sd.views)
     return {
         "version": PAYLOAD_VERSION,
         "layer": sd.layer,
@@ -261,25 +370,97 @@ def payload(sd: SemanticDict) -> dict[str, Any]:
         "k": sd.top_k,
         "start": list(sd.start),
         "position": POSITION_TEMPLATE,
-        "tooltip": TOOLTIP_TEMPLATE.replace("{layer}", sd.layer),
-        "bases": [basis],
+        "scale": sd.scale,
+        "bases": [
+            _basis_payload(sd, view, label, raw)
+            for view, label in zip(sd.views, labels, strict=True)
+        ],
     }
 
 
-def render_fragment(sd: SemanticDict, *, standalone: bool = True) -> str:
-    """One dictionary as HTML; `standalone` includes its CSS and script (notebook outputs)."""
-    data = payload(sd)
-    basis = data["bases"][0]
+def _controls_markup(sd: SemanticDict, data: dict[str, Any]) -> str:
+    """The basis switch (with several bases) and the overlay and heat map toggles."""
+    buttons = []
+    if len(data["bases"]) > 1:
+        for index, basis in enumerate(data["bases"]):
+            buttons.append(
+                f'<button type="button" class="sd-button sd-basis-button" '
+                f'data-basis-index="{index}" aria-pressed="{"true" if index == 0 else "false"}" '
+                f'title="{escape(basis["description"])}">{escape(basis["label"])}</button>'
+            )
+    if any(view.maps is not None for view in sd.views):
+        hidden = "" if sd.views[0].maps is not None else " hidden"
+        buttons.append(
+            '<button type="button" class="sd-button sd-toggle sd-toggle-overlay" '
+            f'aria-pressed="true"{hidden}>regions on image</button>'
+        )
+    if sd.total is not None:
+        buttons.append(
+            '<button type="button" class="sd-button sd-toggle sd-toggle-heat" '
+            'aria-pressed="false">heat map</button>'
+        )
+    if not buttons:
+        return ""
+    label = escape(f"{sd.title}: dictionary controls")
+    return f'<div class="sd-controls" role="toolbar" aria-label="{label}">{"".join(buttons)}</div>'
+
+
+def _layers_markup(sd: SemanticDict) -> str:
+    """Pictures between the image and the grid: the heat map, and each basis's group overlays.
+
+    The first basis's blended overlay is shown; everything else is hidden until asked for.
+    """
+    layers = []
+    if sd.total is not None:
+        src = overlays.png_data_uri(overlays.heat_layer(sd.total))
+        layers.append(f'<img class="sd-heat" src="{escape(src)}" alt="" hidden>')
+    for index, view in enumerate(sd.views):
+        if view.maps is None:
+            continue
+        pictures = [("all", overlays.groups_blend(view.maps))]
+        pictures += list(enumerate(overlays.group_layers(view.maps)))
+        for group, rgba in pictures:
+            shown = index == 0 and group == "all"
+            layers.append(
+                f'<img class="sd-overlay" data-basis-index="{index}" data-group="{group}" '
+                f'src="{escape(overlays.png_data_uri(rgba))}" alt=""{"" if shown else " hidden"}>'
+            )
+    return "\n".join(layers)
+
+
+def _heat_note(sd: SemanticDict) -> str:
+    """The line that explains the heat map while it is shown."""
+    if sd.total is None:
+        return ""
+    text = (
+        f"Heat map: total activation of {sd.layer} at each position (the sum over its "
+        f"{sd.layer_channels} channels), dark to light up to its largest here "
+        f"({js_number(float(np.float32(sd.total.max())))})."
+    )
+    return f'<span class="sd-note sd-heat-note" hidden>{escape(text)}</span>'
+
+
+def render_fragment(
+    sd: SemanticDict, *, standalone: bool = True, raw: dict[str, float] | None = None
+) -> str:
+    """One dictionary as HTML; `standalone` includes its CSS and script (notebook outputs).
+
+    `raw` holds the full-bar values at raw scale shared by the dictionaries of one page.
+    """
+    data = payload(sd, raw)
+    first = data["bases"][0]
+    view = sd.views[0]
     row, col = sd.start
     width, height = display_size(sd.image)
-    note = sd.sprite_note or ""
     return _template("fragment.html").substitute(
         root_id=f"semdict-{uuid.uuid4().hex}",
         layer=escape(sd.layer),
-        basis=escape(sd.basis),
+        basis=escape(first["name"]),
+        scale=escape(first["scale"]),
+        overlay="on" if view.maps is not None else "none",
         rows=sd.rows,
         cols=sd.cols,
-        top_k=sd.top_k,
+        top_k=first["k"],
         row=row,
         col=col,
         css=_static("semdict.css") if standalone else "",
@@ -288,30 +469,65 @@ def render_fragment(sd: SemanticDict, *, standalone: bool = True) -> str:
         warning=f'<span class="sd-warning" role="note">{escape(sd.weights_note)}</span>'
         if sd.replica and sd.weights_note
         else "",
+        controls=_controls_markup(sd, data),
         stage_label=escape(f"{sd.title}: {sd.rows} by {sd.cols} grid of {sd.layer} positions"),
         image_width=width,
         image_height=height,
         image_src=escape(image_data_uri(sd.image)),
         image_alt=escape(sd.title),
+        layers=_layers_markup(sd),
         cells=_cells_markup(sd.rows, sd.cols, (row, col)),
+        heat_note=_heat_note(sd),
         classes=_classes_markup(sd),
-        layer_channels=sd.layer_channels,
+        size=first["size"],
+        units=escape(first["units"]),
         position=escape(fill(POSITION_TEMPLATE, row=row, col=col)),
-        max_value=escape(js_number(basis["max"])),
-        entries=_entries_markup(sd, data, row, col),
-        sprite_note=f'<span class="sd-note sd-sprite-note">{escape(note)}</span>' if note else "",
+        entries=_entries_markup(sd, first, row, col),
+        scale_note=escape(first["note"]),
+        sprite_note=escape(first["sprite_note"]),
+        sprite_note_hidden="" if first["sprite_note"] else " hidden",
         weights_note="" if sd.replica else escape(sd.weights_note or ""),
         payload=json_for_script(data),
     )
 
 
-def render_page(dicts: Sequence[SemanticDict], title: str | None = None) -> str:
-    """A standalone HTML page showing one or more dictionaries, CSS and script included once."""
+def render_page(
+    dicts: Sequence[SemanticDict], title: str | None = None, *, heading: bool = False
+) -> str:
+    """A standalone HTML page showing one or more dictionaries, CSS and script included once.
+
+    `heading` puts the title above them (a gallery); at raw scale they share one full bar.
+    """
     if not dicts:
         raise ValueError("render_page needs at least one SemanticDict")
+    title = title if title is not None else dicts[0].title
+    raw = raw_references(dicts)
     return _template("page.html").substitute(
-        title=escape(title if title is not None else dicts[0].title),
+        title=escape(title),
+        heading=_gallery_heading(title, len(dicts)) if heading else "",
         css=_static("semdict.css"),
         library=_static("semdict.js"),
-        body="\n".join(render_fragment(sd, standalone=False) for sd in dicts),
+        body="\n".join(render_fragment(sd, standalone=False, raw=raw) for sd in dicts),
+    )
+
+
+def render_gallery_fragment(dicts: Sequence[SemanticDict], title: str) -> str:
+    """Several dictionaries as one self-contained fragment (notebooks): CSS and script once."""
+    if not dicts:
+        raise ValueError("render_gallery_fragment needs at least one SemanticDict")
+    raw = raw_references(dicts)
+    body = "\n".join(render_fragment(sd, standalone=False, raw=raw) for sd in dicts)
+    return (
+        f'<div class="semdict-gallery"><style>{_static("semdict.css")}</style>'
+        f"<script>{_static('semdict.js')}</script>\n{_gallery_heading(title, len(dicts))}\n"
+        f"{body}\n</div>"
+    )
+
+
+def _gallery_heading(title: str, count: int) -> str:
+    """The line above a gallery: its title and how many dictionaries it holds."""
+    plural = "ies" if count != 1 else "y"
+    return (
+        f'<div class="semdict-gallery-title">{escape(title)} '
+        f'<span class="semdict-gallery-count">({count} dictionar{plural})</span></div>'
     )

@@ -24,10 +24,12 @@ from semdict_helpers import (
 from tiny_model import tiny_info, write_tiny_model
 
 from semdict_onnx import render
+from semdict_onnx.bases import Basis
 from semdict_onnx.errors import ImageError, SemdictError, SpritemapError, UnknownLayerError
 from semdict_onnx.metadata import SpritemapInfo
 from semdict_onnx.model import Model, load_model
 from semdict_onnx.semantic_dict import (
+    BasisView,
     SemanticDict,
     TopClass,
     semantic_dict,
@@ -37,6 +39,7 @@ from semdict_onnx.semantic_dict import (
 )
 from semdict_onnx.spritemap import Spritemap
 
+GROUPS = Basis(np.eye(2, 5, dtype=np.float32), method="nmf", images_seen=1)
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "semdict_onnx/examples/chelsea.jpg")
 
 
@@ -251,13 +254,23 @@ def test_save_writes_a_whole_page_atomically(tmp_path, monkeypatch):
 
 def test_semantic_dict_constructor_refuses_inconsistent_data():
     with pytest.raises(SemdictError, match=r"\[rows, cols, k\]"):
-        SemanticDict(
-            "l", np.zeros((2, 2, 3), int), np.zeros((2, 3, 3)), picture(8, 8), layer_channels=4
-        )
-    with pytest.raises(SemdictError, match="0..3"):
-        SemanticDict(
-            "l", np.full((2, 2, 1), 4), np.zeros((2, 2, 1)), picture(8, 8), layer_channels=4
-        )
+        BasisView(np.zeros((2, 2, 3), int), np.zeros((2, 3, 3)), size=4)
+    with pytest.raises(SemdictError, match="channel ids must lie in 0..3"):
+        BasisView(np.full((2, 2, 1), 4), np.zeros((2, 2, 1)), size=4)
+    with pytest.raises(SemdictError, match="group ids must lie in 0..1"):
+        BasisView(np.full((2, 2, 1), 2), np.zeros((2, 2, 1)), size=2, basis=GROUPS)
+    with pytest.raises(SemdictError, match=r"maps must be \[rows, cols, 2\]"):
+        BasisView(np.zeros((2, 2, 1), int), np.zeros((2, 2, 1)), size=2, maps=np.zeros((2, 2)))
+    view = BasisView(np.zeros((2, 2, 1), int), np.zeros((2, 2, 1)), size=4)
+    other = BasisView(np.zeros((3, 2, 1), int), np.zeros((3, 2, 1)), size=4)
+    with pytest.raises(SemdictError, match="at least one BasisView"):
+        SemanticDict("l", [], picture(8, 8), layer_channels=4)
+    with pytest.raises(SemdictError, match="the same grid"):
+        SemanticDict("l", [view, other], picture(8, 8), layer_channels=4)
+    with pytest.raises(SemdictError, match="scale must be one of image, raw, dataset"):
+        SemanticDict("l", [view], picture(8, 8), layer_channels=4, scale="log")
+    with pytest.raises(SemdictError, match=r"total activation must be \[rows, cols\]"):
+        SemanticDict("l", [view], picture(8, 8), layer_channels=4, total=np.zeros((2, 3)))
 
 
 # --- with a model ----------------------------------------------------------------------------
