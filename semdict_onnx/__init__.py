@@ -20,14 +20,24 @@ _PUBLIC = {
     "Spritemap": "spritemap",
     "build_spritemap": "dataset_examples",
     "fit_basis": "bases",
+    "Basis": "bases",
+    "gallery": "semantic_dict",
+    "Gallery": "semantic_dict",
 }
 
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
+    from .bases import Basis, fit_basis  # noqa: F401
     from .dataset_examples import build_spritemap  # noqa: F401
     from .model import Model, load_model  # noqa: F401
-    from .semantic_dict import SemanticDict, semantic_dict, show_semantic_dict  # noqa: F401
+    from .semantic_dict import (  # noqa: F401
+        Gallery,
+        SemanticDict,
+        gallery,
+        semantic_dict,
+        show_semantic_dict,
+    )
     from .spritemap import Spritemap  # noqa: F401
 
 

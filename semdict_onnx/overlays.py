@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 MAX_GROUP_HUES = 12
-GROUP_OPACITY = 0.8
-HEAT_OPACITY = 0.8
+GROUP_OPACITY = 0.65
+HEAT_OPACITY = 0.75
 # Anchors of the heat map's colour scale (magma-like): low is dark purple, high pale yellow.
 HEAT_ANCHORS = np.array(
     [[0, 0, 4], [81, 18, 124], [183, 55, 121], [252, 137, 97], [252, 253, 191]], np.float64

@@ -285,7 +285,7 @@ def _scale_of(sd: SemanticDict, view: BasisView, raw: dict[str, float]) -> dict[
     """How `view`'s bars are measured: scale, reference(s), the page's note and tooltip."""
     word = "activation" if view.basis is None else "coefficient"
     units = f"{view.unit}s"
-    image_max = float(np.float32(view.max_value))
+    image_max = float32_values([view.max_value])[0]
     if sd.scale == "dataset" and view.typical is not None:
         seen = (view.spritemap.manifest or {}).get("images_seen") if view.spritemap else None
         over = f"the {seen} images of its spritemap" if seen else "its spritemap's dataset"
@@ -299,7 +299,7 @@ def _scale_of(sd: SemanticDict, view: BasisView, raw: dict[str, float]) -> dict[
             "of": f"this {view.unit}'s typical maximum over the dataset",
         }
     if sd.scale == "raw":
-        reference = float(np.float32(raw.get(view.method, image_max)))
+        reference = float32_values([raw.get(view.method, image_max)])[0]
         return {
             "scale": "raw",
             "ref": reference,
@@ -435,7 +435,7 @@ def _heat_note(sd: SemanticDict) -> str:
     text = (
         f"Heat map: total activation of {sd.layer} at each position (the sum over its "
         f"{sd.layer_channels} channels), dark to light up to its largest here "
-        f"({js_number(float(np.float32(sd.total.max())))})."
+        f"({js_number(float32_values([sd.total.max()])[0])})."
     )
     return f'<span class="sd-note sd-heat-note" hidden>{escape(text)}</span>'
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_builders import BLOCK, BLUE, GREEN, MODEL_SIZE, RED, WHITE, build_planted_model
 from PIL import Image
 from semdict_helpers import (
     numbered_spritemap,
@@ -23,15 +24,18 @@ from semdict_helpers import (
 )
 from tiny_model import tiny_info, write_tiny_model
 
-from semdict_onnx import render
-from semdict_onnx.bases import Basis
+from semdict_onnx import overlays, render
+from semdict_onnx.bases import Basis, factorize
+from semdict_onnx.dataset_examples import build_spritemap
 from semdict_onnx.errors import ImageError, SemdictError, SpritemapError, UnknownLayerError
 from semdict_onnx.metadata import SpritemapInfo
 from semdict_onnx.model import Model, load_model
 from semdict_onnx.semantic_dict import (
     BasisView,
+    Gallery,
     SemanticDict,
     TopClass,
+    gallery,
     semantic_dict,
     show_semantic_dict,
     strongest_position,
@@ -352,3 +356,249 @@ def test_show_semantic_dict_says_clearly_when_ipython_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "IPython.display", None)
     with pytest.raises(SemdictError, match="IPython, which is not installed"):
         show_semantic_dict(EXAMPLE)
+
+
+# --- bases, bar scales, heat map, galleries, export -----------------------------------------
+
+PURE = {RED: (255, 0, 0), GREEN: (0, 255, 0), BLUE: (0, 0, 255), WHITE: (255, 255, 255)}
+PLACES = {RED: (1, 1), GREEN: (1, 6), BLUE: (6, 2), WHITE: (5, 6)}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """The planted colour model: layer "blocks", 8x8 positions, one channel per colour."""
+    return load_model(build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx"))
+
+
+@pytest.fixture(scope="module")
+def four_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo at the model's size with a red, a green, a blue and a white block at PLACES."""
+    array = np.zeros((MODEL_SIZE, MODEL_SIZE, 3), np.uint8)
+    for channel, (row, col) in PLACES.items():
+        array[row * BLOCK : (row + 1) * BLOCK, col * BLOCK : (col + 1) * BLOCK] = PURE[channel]
+    path = tmp_path_factory.mktemp("four") / "four.png"
+    Image.fromarray(array).save(path)
+    return path
+
+
+def decode_png(uri: str) -> np.ndarray:
+    """The RGBA pixels of a PNG data URI, [rows, cols, 4]."""
+    header, data = uri.split(",", 1)
+    assert header == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGBA"))
+
+
+def overlay_pictures(html: str) -> dict[tuple[int, str], np.ndarray]:
+    """Every group overlay layer of a fragment, by (basis index, group or "all")."""
+    found = re.findall(
+        r'<img class="sd-overlay" data-basis-index="(\d+)" data-group="(\w+)" src="([^"]+)"', html
+    )
+    return {(int(index), group): decode_png(src) for index, group, src in found}
+
+
+def test_nmf_groups_of_one_image_find_and_show_its_planted_regions(planted, four_blocks):
+    sd = semantic_dict(four_blocks, "blocks", planted, top_k=2, basis="nmf", n_groups=4)
+    view = sd.views[0]
+    assert (sd.basis, view.unit, view.size, view.top_k, view.label) == (
+        "nmf",
+        "group",
+        4,
+        2,
+        "NMF groups",
+    )
+    acts = planted.activations(four_blocks, "blocks")["blocks"][0]
+    basis, coefficients = factorize(acts, 4, layer="blocks")
+    np.testing.assert_array_equal(view.basis.components, basis.components)
+    np.testing.assert_array_equal(view.channels, reference_top_k(coefficients, 2)[0])
+    np.testing.assert_array_equal(view.maps, coefficients)
+    html = sd.to_html()
+    pictures = overlay_pictures(html)
+    assert set(pictures) == {(0, "all")} | {(0, str(g)) for g in range(4)}
+    for group in range(4):
+        channel = int(np.argmax(basis.components[group]))  # each group is one planted colour
+        row, col = PLACES[channel]
+        alpha = pictures[(0, str(group))][..., 3]
+        assert alpha.shape == (8, 8)  # one pixel per position: rows x cols
+        assert alpha[row, col] == alpha.max() > 0
+        assert (alpha > 0).sum() == 1  # the planted block and nothing else
+        sprite = np.asarray(view.spritemap.sprite(group))
+        assert (sprite == PURE[channel]).all()  # the group's picture: its own patch
+        assert view.spritemap.manifest["sprites"][group]["source"] == "image"
+    blend = pictures[(0, "all")]
+    assert (blend[..., 3] > 0).sum() == 4
+    data = payload_of(html)
+    assert data["bases"][0]["colours"] == [
+        "#{:02x}{:02x}{:02x}".format(*c) for c in overlays.group_colours(4)
+    ]
+    assert "this image where each group is strongest" in html
+
+
+def test_several_bases_in_one_dictionary(planted, four_blocks):
+    directions = np.eye(5, dtype=np.float32)[[RED, BLUE, WHITE]] + 0.05
+    given = Basis(directions, layer="blocks")
+    sd = semantic_dict(
+        four_blocks, "blocks", planted, 4, basis=["neurons", "nmf", directions, given], n_groups=4
+    )
+    assert [v.method for v in sd.views] == ["neurons", "nmf", "given", "given"]
+    acts = planted.activations(four_blocks, "blocks")["blocks"][0]
+    np.testing.assert_array_equal(sd.channels, reference_top_k(acts, 4)[0])
+    np.testing.assert_array_equal(sd.views[2].channels, sd.views[3].channels)
+    np.testing.assert_array_equal(sd.views[2].channels, reference_top_k(given.project(acts), 3)[0])
+    data = payload_of(sd.to_html())
+    assert [b["label"] for b in data["bases"]] == [
+        "neurons", "NMF groups", "given directions 1", "given directions 2"
+    ]  # fmt: skip
+    assert [b["k"] for b in data["bases"]] == [4, 4, 3, 3]  # top_k capped at 3 directions
+    assert [b["unit"] for b in data["bases"]] == ["channel", "group", "direction", "direction"]
+    assert [b["sprites"]["kind"] for b in data["bases"]] == ["none", *["embedded"] * 3]
+    assert data["bases"][0]["colours"] is None and len(data["bases"][2]["colours"]) == 3
+    assert sd.view("nmf") is sd.views[1]
+    with pytest.raises(SemdictError, match="no 'pca' basis"):
+        sd.view("pca")
+    assert "3 given directions of blocks" in repr(sd)
+
+
+def test_bad_bases_are_refused_before_the_model_runs(planted, four_blocks):
+    with pytest.raises(SemdictError, match="unknown basis 'pca'"):
+        semantic_dict(four_blocks, "blocks", planted, basis="pca")
+    with pytest.raises(SemdictError, match=r"basis=\[\] asks for no basis"):
+        semantic_dict(four_blocks, "blocks", planted, basis=[])
+    with pytest.raises(SemdictError, match="is for a layer with 4 channels, but 'blocks' with 5"):
+        semantic_dict(four_blocks, "blocks", planted, basis=np.ones((2, 4)))
+    with pytest.raises(SemdictError, match="is for layer 'mixed4d'"):
+        semantic_dict(four_blocks, "blocks", planted, basis=Basis(np.ones((2, 5)), layer="mixed4d"))
+    with pytest.raises(SemdictError, match="scale must be one of image, raw, dataset"):
+        semantic_dict(four_blocks, "blocks", planted, scale="log")
+    with pytest.raises(SemdictError, match="n_groups=65 is more than NMF can find"):
+        semantic_dict(four_blocks, "blocks", planted, basis="nmf", n_groups=65)
+
+
+def test_dataset_spritemaps_picture_their_basis_and_give_typical_maxima(planted, tmp_path):
+    photos = []
+    for index, (channel, level) in enumerate([(RED, 250), (GREEN, 200), (BLUE, 150)]):
+        array = np.zeros((MODEL_SIZE, MODEL_SIZE, 3), np.uint8)
+        array[4 * index : 4 * index + 4, :4] = tuple(level if c else 0 for c in PURE[channel][:3])
+        photos.append(array)
+    given = Basis(np.eye(5, dtype=np.float32)[[RED, GREEN, BLUE]] * 2, layer="blocks")
+    neuron_sprites = build_spritemap(photos, "blocks", planted, 8, progress=False)
+    given_sprites = build_spritemap(photos, "blocks", planted, 8, progress=False, basis=given)
+    target = photos[0]
+    sd = semantic_dict(
+        target, "blocks", planted, 3, [given_sprites, neuron_sprites],
+        basis=["neurons", given], scale="dataset",
+    )  # fmt: skip
+    neurons, directions = sd.views
+    assert neurons.spritemap is neuron_sprites and directions.spritemap is given_sprites
+    assert directions.sprite_note is None
+    best = [s["activation"] for s in neuron_sprites.manifest["sprites"]]
+    np.testing.assert_allclose(neurons.typical, best)  # one example per channel: its maximum
+    np.testing.assert_allclose(directions.typical, [b / 2 for b in best[:2]] + [best[3] / 2])
+    data = payload_of(sd.to_html())
+    first = data["bases"][0]
+    assert first["scale"] == "dataset" and first["ref"] is None
+    assert first["refs"] == render.float32_values(neurons.typical)
+    assert "typical maximum over the 3 images of its spritemap" in first["note"]
+    channel, value = sd.entries(*sd.start)[0]  # red at its own maximum: a full bar, 100%
+    assert channel == RED
+    assert render.bar_parts(value, first["refs"][RED], False) == ("100.00", 100, "100%")
+    with pytest.raises(SpritemapError, match="not among those asked for"):
+        semantic_dict(target, "blocks", planted, spritemap=[given_sprites])
+    own = semantic_dict(target, "blocks", planted, basis=given, scale="dataset")
+    assert "For dataset examples, pass spritemap=build_spritemap" in own.sprite_note
+    assert "No dataset maxima for these directions" in payload_of(own.to_html())["bases"][0]["note"]
+
+
+def test_raw_scale_shares_one_full_bar_across_a_page_and_says_so():
+    small, small_acts = synthetic_dict(rows=3, cols=4, seed=21, scale="raw")
+    large, large_acts = synthetic_dict(rows=3, cols=4, seed=22, scale="raw")
+    large.views[0].values *= 3  # a stronger image
+    alone = payload_of(small.to_html())["bases"][0]
+    assert alone["scale"] == "raw" and alone["ref"] == alone["max"]
+    page = render.render_page([small, large])
+    first, second = (
+        json.loads(m)["bases"][0] for m in re.findall(r'class="sd-data">(.*?)</script>', page)
+    )
+    assert first["ref"] == second["ref"] == second["max"] > first["max"]
+    assert f"a full bar is {render.js_number(second['ref'])}, the largest" in first["note"]
+    row, col = small.start
+    channel, value = small.entries(row, col)[0]
+    html = render.render_fragment(small, raw=render.raw_references([small, large]))
+    label = re.findall(r'<span class="sd-percent">([^<]+)</span>', html)[0]
+    assert label == render.js_number(render.js_round(value * 100) / 100)  # the raw value
+    image = payload_of(synthetic_dict(seed=23)[0].to_html())["bases"][0]
+    assert image["scale"] == "image" and "relative to this image's largest" in image["note"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reference", "raw", "parts"),
+    [
+        (3.0, 4.0, False, ("75.00", 75, "75%")),
+        (5.0, 4.0, False, ("100.00", 125, "125%")),  # above the reference: full bar, 125%
+        (0.125, 1.0, True, ("12.50", 13, "0.13")),  # halves round up, as in JavaScript
+        (1.0, 0.0, False, ("0.00", 0, "0%")),  # a dead direction's reference
+    ],
+)
+def test_bar_parts_round_like_javascript(value, reference, raw, parts):
+    assert render.bar_parts(value, reference, raw) == parts
+    assert render.js_round(-2.5) == -2 and render.js_round(0.49999999999999994) == 0
+
+
+def test_heat_map_is_the_total_activation_with_rows_and_columns_kept():
+    sd, acts = synthetic_dict(rows=3, cols=7, seed=24)
+    np.testing.assert_allclose(sd.total, acts.sum(axis=2), rtol=1e-6)
+    html = sd.to_html()
+    src = re.search(r'<img class="sd-heat" src="([^"]+)" alt="" hidden>', html).group(1)
+    heat = decode_png(src)
+    assert heat.shape == (3, 7, 4)  # one pixel per position: 3 rows, 7 columns
+    brightness = heat[..., :3].astype(int).sum(axis=2)
+    order = np.argsort(sd.total.ravel(), kind="stable")
+    assert (np.diff(brightness.ravel()[order]) >= 0).all()  # brighter where the total is larger
+    assert re.search(r'class="sd-note sd-heat-note" hidden>Heat map: total activation', html)
+    assert 'class="sd-button sd-toggle sd-toggle-heat" aria-pressed="false"' in html
+
+
+def test_to_dict_is_json_and_save_npz_round_trips(planted, four_blocks, tmp_path):
+    sd = semantic_dict(four_blocks, "blocks", planted, 2, basis=["neurons", "nmf"], n_groups=4)
+    data = json.loads(json.dumps(sd.to_dict()))
+    assert (data["layer"], data["rows"], data["cols"], data["start"]) == ("blocks", 8, 8, [1, 1])
+    assert [b["method"] for b in data["bases"]] == ["neurons", "nmf"]
+    assert data["bases"][0]["channels"] == sd.views[0].channels.tolist()
+    np.testing.assert_array_equal(np.float32(data["bases"][1]["values"]), sd.views[1].values)
+    np.testing.assert_array_equal(np.float32(data["bases"][1]["components"]),
+                                  sd.views[1].basis.components)  # fmt: skip
+    assert data["bases"][0]["components"] is None and data["top_classes"] is None
+    np.testing.assert_array_equal(np.float32(data["total_activation"]), sd.total)
+    path = sd.save_npz(tmp_path / "out" / "four.npz")
+    assert [p.name for p in path.parent.iterdir()] == ["four.npz"]
+    with np.load(path, allow_pickle=False) as saved:
+        np.testing.assert_array_equal(saved["0_channels"], sd.views[0].channels)
+        np.testing.assert_array_equal(saved["1_values"], sd.views[1].values)
+        np.testing.assert_array_equal(saved["1_components"], sd.views[1].basis.components)
+        np.testing.assert_array_equal(saved["total_activation"], sd.total)
+        assert "0_components" not in saved.files
+        meta = json.loads(str(saved["meta"]))
+    assert meta["bases"][1]["unit"] == "group" and "channels" not in meta["bases"][1]
+
+
+def test_a_gallery_puts_many_dictionaries_on_one_page(tiny, tmp_path, capsys):
+    photos = []
+    for index, (width, height) in enumerate([(60, 40), (40, 60), (50, 50)]):
+        photos.append(tmp_path / f"photo{index}.png")
+        picture(width, height, seed=index).save(photos[-1])
+    made, _ = synthetic_dict(seed=25)
+    result = gallery([*photos, made], "late", tiny, 3, title="<my> photos")
+    assert len(result) == 4 and result.dicts[3] is made
+    assert [sd.title for sd in result.dicts[:3]] == ["photo0.png", "photo1.png", "photo2.png"]
+    assert "gallery late" in capsys.readouterr().err  # the progress bar
+    page = result.save(tmp_path / "gallery.html").read_text("utf-8")
+    assert page.count('<div class="semdict" id=') == 4
+    assert page.count("if (window[API])") == 1
+    assert "&lt;my&gt; photos <span" in page and "(4 dictionaries)" in page
+    fragment = result._repr_html_()
+    assert fragment.count("window.semdictOnnx1.mount(") == 4
+    assert fragment.count(".semdict .sd-entry {") == 1
+    assert result.to_dict()["dicts"][0]["title"] == "photo0.png"
+    with pytest.raises(SemdictError, match="needs at least one image"):
+        gallery([], "late", tiny)
+    with pytest.raises(SemdictError, match="one or more SemanticDict"):
+        Gallery(["x"])
