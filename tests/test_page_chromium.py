@@ -15,6 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_builders import (
+    BLOCK,
+    BLUE,
+    GREEN,
+    PLANTED,
+    PLANTED_BIAS,
+    RED,
+    WHITE,
+    GraphBuilder,
+    build_planted_model,
+)
 from PIL import Image
 from semdict_helpers import (
     numbered_spritemap,
@@ -28,7 +39,8 @@ from tiny_model import write_tiny_model
 
 from semdict_onnx import render
 from semdict_onnx.atomic import write_text_atomic
-from semdict_onnx.semantic_dict import SemanticDict, TopClass, semantic_dict
+from semdict_onnx.bases import Basis, factorize
+from semdict_onnx.semantic_dict import SemanticDict, TopClass, gallery, semantic_dict
 from semdict_onnx.spritemap import Spritemap
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -489,3 +501,219 @@ def test_the_shipped_photo_page_has_its_image_and_grid(browser, tmp_path):
         box = root.locator(".sd-stage").bounding_box()
         assert box["width"] / box["height"] == pytest.approx(aspect, rel=0.02)
         assert root.locator(".sd-cell").count() == 5 * 4
+
+
+# --- bases, overlays, heat map, galleries, wide images ---------------------------------------
+
+PURE = {RED: (255, 0, 0), GREEN: (0, 255, 0), BLUE: (0, 0, 255), WHITE: (255, 255, 255)}
+PLACES = {RED: (1, 1), GREEN: (1, 6), BLUE: (6, 2), WHITE: (5, 6)}
+
+
+@pytest.fixture(scope="module")
+def planted_model(tmp_path_factory: pytest.TempPathFactory):
+    """The planted colour model: layer "blocks", 8x8 positions, one channel per colour."""
+    from semdict_onnx.model import load_model
+
+    return load_model(build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx"))
+
+
+def blocks_photo(path: Path, places: dict[int, tuple[int, int]], rows: int, cols: int) -> Path:
+    """A photo at one pixel block per position, with pure colour blocks at `places`."""
+    array = np.zeros((rows * BLOCK, cols * BLOCK, 3), np.uint8)
+    for channel, (row, col) in places.items():
+        array[row * BLOCK : (row + 1) * BLOCK, col * BLOCK : (col + 1) * BLOCK] = PURE[channel]
+    Image.fromarray(array).save(path)
+    return path
+
+
+def basis_button(root, index: int):
+    """The switch button of basis `index`."""
+    return root.locator(f'.sd-basis-button[data-basis-index="{index}"]')
+
+
+def visible_overlays(root) -> list[str]:
+    """The data-group of every overlay layer shown now."""
+    return root.locator(".sd-overlay").evaluate_all(
+        "ls => ls.filter(l => getComputedStyle(l).display !== 'none')"
+        ".map(l => l.getAttribute('data-basis-index') + ':' + l.getAttribute('data-group'))"
+    )
+
+
+def test_switching_basis_shows_the_entries_computed_in_python(browser, planted_model, tmp_path):
+    photo = blocks_photo(tmp_path / "four.png", PLACES, 8, 8)
+    given = Basis(np.eye(5, dtype=np.float32)[[RED, BLUE, WHITE]] + 0.05, layer="blocks")
+    sd = semantic_dict(
+        photo, "blocks", planted_model, 4, basis=["neurons", "nmf", given], n_groups=4
+    )
+    acts = planted_model.activations(photo, "blocks")["blocks"][0]
+    _, groups = factorize(acts, 4, layer="blocks")
+    tables = [(acts, 4, "channel"), (groups, 4, "group"), (given.project(acts), 3, "direction")]
+    with opened(browser, sd.save(tmp_path / "bases.html")) as run:
+        root = run.root()
+        assert root.locator(".sd-controls").is_visible()
+        assert root.get_attribute("data-basis") == "neurons"
+        for index in (1, 2, 0, 2):
+            basis_button(root, index).click()
+            coefficients, k, unit = tables[index]
+            assert root.get_attribute("data-basis-index") == str(index)
+            assert basis_button(root, index).get_attribute("aria-pressed") == "true"
+            assert root.locator(".sd-units").inner_text() == f"{unit}s"
+            assert root.locator(".sd-entry").count() == k
+            for row, col in [(1, 1), (6, 2), (5, 6), (0, 7)]:
+                cell(root, row, col).hover()
+                assert shown(root) == expected(coefficients, k, row, col), (index, row, col)
+                units = root.locator(".sd-entry .sd-unit").all_inner_texts()
+                assert units == [unit] * k
+            numbers = root.locator(".sd-sprite-number").count()
+            pictures = root.locator(".sd-sprite-img").evaluate_all(
+                "is => is.map(i => i.complete && i.naturalWidth > 0)"
+            )
+            if index == 0:  # the replica-like planted model has no channel pictures
+                assert numbers == k and pictures == []
+            else:  # own patches, embedded
+                assert numbers == 0 and pictures == [True] * k
+        note = root.locator(".sd-sprite-note").inner_text()
+        assert "For dataset examples, pass spritemap=build_spritemap" in note
+        basis_button(root, 1).click()
+        assert "each group is strongest" in root.locator(".sd-sprite-note").inner_text()
+
+
+def test_overlay_and_heat_map_appear_and_disappear(browser, planted_model, tmp_path):
+    photo = blocks_photo(tmp_path / "four.png", PLACES, 8, 8)
+    sd = semantic_dict(photo, "blocks", planted_model, 2, basis=["nmf", "neurons"], n_groups=4)
+    groups = sd.views[0]
+    with opened(browser, sd.save(tmp_path / "layers.html")) as run:
+        root = run.root()
+        overlay, heat = root.locator(".sd-toggle-overlay"), root.locator(".sd-toggle-heat")
+        assert visible_overlays(root) == ["0:all"] and root.get_attribute("data-overlay") == "on"
+        overlay.click()
+        assert visible_overlays(root) == [] and overlay.get_attribute("aria-pressed") == "false"
+        overlay.click()
+        assert visible_overlays(root) == ["0:all"]
+        row, col = PLACES[GREEN]
+        cell(root, row, col).click()
+        entries = root.locator(".sd-entry")
+        for rank in range(2):
+            entries.nth(rank).hover()
+            group = entries.nth(rank).get_attribute("data-channel")
+            assert visible_overlays(root) == [f"0:{group}"]
+            assert root.get_attribute("data-highlight") == group
+        strongest = int(entries.nth(0).get_attribute("data-channel"))
+        assert np.argmax(groups.maps[..., strongest]) == row * 8 + col  # its region is here
+        root.locator(".sd-title").hover()  # off the entries: every group again
+        assert visible_overlays(root) == ["0:all"]
+        assert root.get_attribute("data-highlight") is None
+
+        assert root.locator(".sd-heat").is_hidden() and root.locator(".sd-heat-note").is_hidden()
+        heat.click()
+        assert root.locator(".sd-heat").is_visible() and root.get_attribute("data-heat") == "on"
+        assert "Heat map: total activation of blocks" in root.locator(".sd-heat-note").inner_text()
+        size = root.locator(".sd-heat").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert size == [8, 8]
+        heat.click()
+        assert root.locator(".sd-heat").is_hidden() and root.get_attribute("data-heat") == "off"
+
+        basis_button(root, 1).click()  # neurons: no overlay, no overlay toggle
+        assert visible_overlays(root) == [] and overlay.is_hidden()
+        assert root.get_attribute("data-overlay") == "none"
+        entries.nth(0).hover()
+        assert visible_overlays(root) == []
+        heat.click()
+        assert root.locator(".sd-heat").is_visible()  # the heat map does not depend on the basis
+    with opened(browser, tmp_path / "layers.html", javascript=False) as run:
+        root = run.root()
+        assert root.locator(".sd-controls").is_hidden()
+        assert visible_overlays(root) == ["0:all"] and root.locator(".sd-heat").is_hidden()
+
+
+def test_a_gallery_of_several_images_works(browser, planted_model, tmp_path):
+    places = [{RED: (2, 3)}, {GREEN: (7, 0), BLUE: (0, 7)}, {WHITE: (4, 4), RED: (6, 6)}]
+    photos = [blocks_photo(tmp_path / f"p{i}.png", p, 8, 8) for i, p in enumerate(places)]
+    acts = planted_model.activations(photos, "blocks")["blocks"]
+    result = gallery(photos, "blocks", planted_model, 3, progress=False, title="three photos")
+    path = result.save(tmp_path / "gallery.html")
+    with opened(browser, path) as run:
+        assert run.page.locator(".semdict-gallery-title").inner_text().startswith("three photos")
+        roots = [run.root(i) for i in range(3)]
+        assert len({r.get_attribute("id") for r in roots}) == 3
+        starts = [selection(r) for r in roots]
+        for index, root in enumerate(roots):
+            assert root.locator(".sd-title").inner_text() == f"p{index}.png"
+            assert shown(root) == expected(acts[index], 3, *starts[index][:2])
+        cell(roots[1], 7, 0).click()
+        assert shown(roots[1]) == expected(acts[1], 3, 7, 0)
+        cell(roots[2], 4, 4).hover()
+        assert shown(roots[2]) == expected(acts[2], 3, 4, 4)
+        roots[2].locator(".sd-toggle-heat").click()
+        assert roots[2].locator(".sd-heat").is_visible()
+        assert roots[0].locator(".sd-heat").is_hidden() and roots[1].locator(".sd-heat").is_hidden()
+        assert selection(roots[1]) == (7, 0, True) and selection(roots[0]) == starts[0]
+        assert shown(roots[0]) == expected(acts[0], 3, *starts[0][:2])
+        assert run.blocked == []
+
+
+WIDE_ROWS, WIDE_COLS = 4, 12
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory: pytest.TempPathFactory):
+    """The planted colour channels on a wide input (16 x 48 px): a 4 x 12 grid of positions."""
+    from semdict_onnx.model import load_model
+
+    g = GraphBuilder(WIDE_ROWS * BLOCK, WIDE_COLS * BLOCK)
+    mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)
+    colours = g.node("Relu", [mix], "colours")
+    pooled = g.node(
+        "AveragePool", [colours], "pooled", kernel_shape=[BLOCK] * 2, strides=[BLOCK] * 2
+    )
+    g.layer("blocks", pooled, 5)
+    return load_model(g.save(tmp_path_factory.mktemp("wide") / "wide.onnx"))
+
+
+PIXEL_AT = """
+(img, [x, y]) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  const box = img.getBoundingClientRect();
+  const px = Math.floor((x - box.left) / box.width * img.naturalWidth);
+  const py = Math.floor((y - box.top) / box.height * img.naturalHeight);
+  return Array.from(context.getImageData(px, py, 1, 1).data.slice(0, 3));
+}
+"""
+
+
+def test_a_wide_image_keeps_rows_and_columns_from_model_to_page(browser, wide_model, tmp_path):
+    places = {RED: (1, 9), BLUE: (3, 2), GREEN: (0, 11)}  # each valid one way round only
+    photo = blocks_photo(tmp_path / "wide.png", places, WIDE_ROWS, WIDE_COLS)
+    big = tmp_path / "wide-big.png"
+    Image.open(photo).resize((WIDE_COLS * 40, WIDE_ROWS * 40), Image.Resampling.NEAREST).save(big)
+    acts = wide_model.activations(big, "blocks")["blocks"][0]
+    assert acts.shape == (WIDE_ROWS, WIDE_COLS, 5)
+    sd = semantic_dict(big, "blocks", wide_model, 2, basis=["neurons", "nmf"], n_groups=3)
+    assert (sd.rows, sd.cols) == (WIDE_ROWS, WIDE_COLS)
+    with opened(browser, sd.save(tmp_path / "wide.html")) as run:
+        root = run.root()
+        assert (root.get_attribute("data-rows"), root.get_attribute("data-cols")) == ("4", "12")
+        stage = root.locator(".sd-stage").bounding_box()
+        assert stage["width"] == pytest.approx(3 * stage["height"], rel=0.02)
+        image = root.locator(".sd-image")
+        for channel, (row, col) in places.items():
+            target = cell(root, row, col)
+            box = target.bounding_box()
+            assert box["x"] == pytest.approx(stage["x"] + col * stage["width"] / 12, abs=1.5)
+            assert box["y"] == pytest.approx(stage["y"] + row * stage["height"] / 4, abs=1.5)
+            target.hover()
+            assert selection(root)[:2] == (row, col)
+            assert shown(root) == expected(acts, 2, row, col)
+            assert shown(root)[0][0] == channel
+            centre = [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]
+            under = np.array(image.evaluate(PIXEL_AT, centre))  # the image under the cell
+            assert np.abs(under - PURE[channel]).max() <= 12  # (a JPEG copy)
+        heat = root.locator(".sd-heat").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert heat == [WIDE_COLS, WIDE_ROWS]
+        basis_button(root, 1).click()
+        cell(root, 1, 9).hover()
+        group = int(root.locator(".sd-entry").first.get_attribute("data-channel"))
+        assert np.unravel_index(np.argmax(sd.views[1].maps[..., group]), (4, 12)) == (1, 9)
