@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -18,17 +20,22 @@ NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory, replica_graphdef_path, replica_model_path) -> str:
-    """RESULTS.md from `bench.py --quick` on the shared replica."""
+def quick_run(tmp_path_factory, replica_graphdef_path, replica_model_path) -> Path:
+    """`bench.py --quick` on the shared replica: the path of its RESULTS.md (raw times beside)."""
     out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
     command = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick"]
     command += ["--graphdef", str(replica_graphdef_path), "--model", str(replica_model_path)]
     command += ["--out", str(out), "--json", str(out.with_suffix(".json"))]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    text = out.read_text(encoding="utf-8")
-    assert text in done.stdout  # the same table is printed
-    return text
+    assert out.read_text(encoding="utf-8") in done.stdout  # the same table is printed
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_results(quick_run: Path) -> str:
+    """The text of that RESULTS.md."""
+    return quick_run.read_text(encoding="utf-8")
 
 
 def table_row(text: str, first_cell: str) -> list[str]:
@@ -72,11 +79,39 @@ def test_cold_processes_matmul_targets_and_sections(quick_results):
     assert "| build_spritemap |" in quick_results
 
 
-def test_raw_times_are_kept(quick_results, tmp_path_factory):
-    # The --json file sits beside RESULTS.md; every case has its quick-plan number of calls.
-    import json
-
-    path = next(Path(tmp_path_factory.getbasetemp()).glob("bench*/RESULTS.json"))
-    raw = json.loads(path.read_text())
+def test_raw_times_are_kept(quick_run):
+    raw = json.loads(quick_run.with_suffix(".json").read_text())
     for case, calls in bench.QUICK.iterations.items():
         assert len(raw["seconds"][case]) == calls * bench.QUICK.rounds
+
+
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    gpu_results = ROOT / "benchmarks" / "RESULTS-gpu.md"
+    before = gpu_results.read_bytes() if gpu_results.exists() else None
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    env.pop("SEMDICT_TEST_PROVIDER", None)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"\d+ passed", (tmp_path / "gpu-tests.log").read_text())
+    table = (tmp_path / "gpu-results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| float")]
+    io_bound = "IO binding, outputs left on the device"
+    for variant, batch, how in [
+        ("float32 (default: TF32 off)", "1", "`model.activations`"),
+        ("float32 (default: TF32 off)", "1", io_bound),
+        ("float32 (default: TF32 off)", "4", io_bound),
+        ("float16", "1", io_bound),
+        ("float16", "4", io_bound),
+    ]:
+        assert any(r.startswith(f"| {variant} | {batch} | {how} |") for r in rows), (variant, rows)
+    float16 = [r for r in rows if r.startswith("| float16 ")]
+    assert all(re.search(rf"{NUMBER}% in order \({NUMBER}% as sets\)", r) for r in float16)
+    # A dry run never passes for GPU figures.
+    assert (gpu_results.read_bytes() if gpu_results.exists() else None) == before
