@@ -1,7 +1,10 @@
 """The `semdict` command: dictionary pages for images, and subcommands such as `spritemap`.
 
     semdict IMAGE... --out DIR [--layer mixed4d] [--model PATH] [--top-k 4] [--spritemap PATH]
-    semdict spritemap --layer mixed4d --images DIR --out PATH
+                     [--basis neurons|nmf|BASIS.npz]... [--groups 6] [--scale image|raw|dataset]
+                     [--gallery NAME.html] [--tables json|npz]
+    semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
+    semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
 
 Each subcommand is a module function that adds its parser (setting `run`) to the subparsers;
 `semdict IMAGE...` is short for `semdict pages IMAGE...`. A thin layer over the public API.
@@ -10,6 +13,7 @@ Each subcommand is a module function that adds its parser (setting `run`) to the
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -18,9 +22,22 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
-from . import spritemap_cli
+from . import basis_cli, spritemap_cli
+from .atomic import write_text_atomic
+from .bases import Basis
 from .errors import SemdictError
-from .semantic_dict import DEFAULT_LAYER, DEFAULT_TOP_K, check_top_k, semantic_dict
+from .semantic_dict import (
+    DEFAULT_GROUPS,
+    DEFAULT_LAYER,
+    DEFAULT_TOP_K,
+    NEURON_BASIS,
+    NMF_BASIS,
+    SCALES,
+    Gallery,
+    SemanticDict,
+    check_top_k,
+    semantic_dict,
+)
 from .spritemap import Spritemap
 
 PAGES = "pages"
@@ -50,8 +67,38 @@ def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument(
         "--spritemap",
+        action="append",
         help="a saved spritemap (grid image or its .json manifest, e.g. from `semdict "
-        "spritemap`); default: the model's public one, else channel numbers",
+        "spritemap`), of the neurons or of a --basis file; repeat for several; default: the "
+        "model's public one (else channel numbers) and, for other bases, the image's own patches",
+    )
+    parser.add_argument(
+        "--basis",
+        action="append",
+        metavar="neurons|nmf|BASIS.npz",
+        help="basis of the dictionary: the neurons (default), nmf (groups fitted on each image) "
+        "or a basis file (from `semdict basis`); repeat for a switch between several",
+    )
+    parser.add_argument(
+        "--groups",
+        type=_positive,
+        default=DEFAULT_GROUPS,
+        help="NMF groups per image (--basis nmf)",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="image",
+        help="bars relative to the image's largest value (default), raw values on one scale, "
+        "or each direction's typical maximum in its spritemap's dataset",
+    )
+    parser.add_argument(
+        "--gallery", metavar="NAME.html", help="write one gallery page of all images in --out"
+    )
+    parser.add_argument(
+        "--tables",
+        choices=("json", "npz"),
+        help="also write each dictionary's top-k tables beside its page (to_dict or save_npz)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_pages)
@@ -61,6 +108,7 @@ def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], ...] = (
     add_pages_parser,
     spritemap_cli.add_parser,
+    basis_cli.add_parser,
 )
 
 
@@ -79,35 +127,71 @@ def page_name(image: str, layer: str, taken: set[str]) -> str:
     return name
 
 
+def _bases(names: Sequence[str] | None, layer: str, channels: int) -> list[str | Basis]:
+    """The --basis values: "neurons", "nmf", or the basis files they name, checked."""
+    bases: list[str | Basis] = []
+    for name in names or [NEURON_BASIS]:
+        if name in (NEURON_BASIS, NMF_BASIS):
+            bases.append(name)
+        else:
+            bases.append(Basis.load(name, layer, channels))
+    return bases
+
+
+def _write_tables(result: SemanticDict, page: Path, kind: str | None) -> list[Path]:
+    """The top-k tables beside a page, as JSON or NPZ, when asked for."""
+    if kind == "json":
+        text = json.dumps(result.to_dict()) + "\n"
+        return [write_text_atomic(page.with_suffix(".json"), text)]
+    if kind == "npz":
+        return [result.save_npz(page.with_suffix(".npz"))]
+    return []
+
+
 def run_pages(args: argparse.Namespace) -> int:
-    """Write one page per image; 0 when all were written, 1 when any failed (each is named)."""
+    """Write one page per image (or one gallery); 0 when all were written, 1 when any failed."""
     from .model import load_model
 
     try:
         model = load_model(args.model)
-        check_top_k(args.top_k, model.info.layer(args.layer).channels, args.layer)
-        spritemap = Spritemap.load(args.spritemap) if args.spritemap else None
-        if spritemap is not None:
-            spritemap.validate_for(args.layer, model.layers[args.layer])
+        channels = model.info.layer(args.layer).channels
+        check_top_k(args.top_k, channels, args.layer)
+        spritemaps = [Spritemap.load(path) for path in args.spritemap or []]
+        for spritemap in spritemaps:
+            if spritemap.basis == NEURON_BASIS:
+                spritemap.validate_for(args.layer, channels)
+        bases = _bases(args.basis, args.layer, channels)
+        if args.gallery and Path(args.gallery).name != args.gallery:
+            raise SemdictError(f"--gallery {args.gallery!r} must be a file name, not a path")
     except SemdictError as exc:
         print(f"semdict: error: {exc}", file=sys.stderr)
         return 1
+    options = {"basis": bases, "n_groups": args.groups, "scale": args.scale}
     written: list[Path] = []
+    done: list[SemanticDict] = []
     failed: list[str] = []
     taken: set[str] = set()
     bar = tqdm(args.images, unit="image", desc=f"semdict {args.layer}", disable=args.no_progress)
     for image in bar:
         try:
-            result = semantic_dict(image, args.layer, model, args.top_k, spritemap)
-            written.append(result.save(args.out / page_name(image, args.layer, taken)))
+            result = semantic_dict(image, args.layer, model, args.top_k, spritemaps, **options)
+            page = args.out / page_name(image, args.layer, taken)
+            if not args.gallery:
+                written.append(result.save(page))
+            written += _write_tables(result, page, args.tables)
+            done.append(result)
         except SemdictError as exc:
             failed.append(f"{image}: {exc}")
     bar.close()
+    if args.gallery and done:
+        title = f"{args.layer}: {len(done)} images"
+        written.append(Gallery(done, title).save(args.out / args.gallery))
     for path in written:
         print(f"wrote {path}")
     for failure in failed:
         print(f"semdict: error: {failure}", file=sys.stderr)
-    print(f"{len(written)} of {len(args.images)} pages written to {args.out}")
+    what = "dictionaries in one gallery" if args.gallery else "pages"
+    print(f"{len(done)} of {len(args.images)} {what} written to {args.out}")
     if model.is_replica:
         print(f"note: {model.info.weights_note}")
     return 1 if failed else 0

@@ -2,7 +2,7 @@
 
     semdict spritemap --layer mixed4d --images DIR --out PATH [--model PATH]
                       [--sprite-size N] [--per-row N] [--examples-per-channel N]
-                      [--crop-size N] [--batch-size N] [--no-progress]
+                      [--crop-size N] [--batch-size N] [--basis BASIS.npz] [--no-progress]
 
 `add_parser` adds the subcommand to the `semdict` command's subparsers (cli.py); `run` does it.
 A thin layer over `build_spritemap` and `Spritemap.save`.
@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .bases import Basis
 from .dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
 from .errors import SemdictError
 from .spritemap import IMAGE_FORMATS, manifest_path_for
@@ -63,6 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="crop side in input pixels (default: receptive field, at most half the input)",
     )
     parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--basis",
+        metavar="BASIS.npz",
+        help="one sprite per direction of this basis file (from `semdict basis`), not per channel",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             raise SemdictError(
                 f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
             )
+        basis = Basis.load(args.basis, layer=args.layer) if args.basis else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the skipped files are printed below
             spritemap = build_spritemap(
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=not args.no_progress,
                 crop_size=args.crop_size,
+                basis=basis,
             )
         spritemap.save(out)
     except SemdictError as exc:
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {out} and {manifest_path_for(out)}: {spritemap.channels} sprites of layer "
         f"{spritemap.layer} ({len(dead)} dead) from {manifest.get('images_seen')} images"
+        + (f", one per direction of {args.basis}" if args.basis else "")
     )
     if manifest.get("skipped_count"):
         names = ", ".join(item["source"] for item in manifest["skipped"])

@@ -13,6 +13,7 @@ import pytest
 from semdict_helpers import numbered_spritemap, picture, reference_top_k
 from tiny_model import write_tiny_model
 
+from semdict_onnx.bases import Basis
 from semdict_onnx.cli import page_name
 from semdict_onnx.model import load_model
 
@@ -130,3 +131,84 @@ def test_page_names_are_safe_and_unique():
     assert re.fullmatch(r"[A-Za-z0-9._-]+\.html", hostile)
     assert page_name("https://h.example/dir/dog%20face.jpeg?x=1", "m", taken) == "dog_face-m.html"
     assert page_name("...", "", taken) == "image.html"
+
+
+def payloads(page: Path) -> list[dict]:
+    """Every dictionary's JSON payload on a saved page."""
+    return [json.loads(m) for m in re.findall(r'class="sd-data">(.*?)</script>', page.read_text())]
+
+
+def test_bases_scale_tables_and_a_gallery_from_the_command_line(tiny_path, tmp_path):
+    images = []
+    for index, (width, height) in enumerate([(90, 40), (40, 60)]):
+        images.append(tmp_path / f"photo{index}.png")
+        picture(width, height, seed=index).save(images[-1])
+    basis_file = tmp_path / "late.npz"
+    fitted = semdict(
+        "basis", "--layer", "late", "--images", tmp_path, "--components", "3",
+        "--model", tiny_path, "--out", basis_file, "--no-progress",
+    )  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    assert f"wrote {basis_file}: 3 NMF groups of late over 2 images (12 channels)" in fitted.stdout
+    basis = Basis.load(basis_file, "late", 12)
+    sprites = tmp_path / "late-basis.png"
+    built = semdict(
+        "spritemap", "--layer", "late", "--images", tmp_path, "--basis", basis_file,
+        "--model", tiny_path, "--out", sprites, "--sprite-size", "16", "--no-progress",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "3 sprites of layer late" in built.stdout and "one per direction" in built.stdout
+    out = tmp_path / "out"
+    result = semdict(
+        *images, "--layer", "late", "--model", tiny_path, "--out", out, "--top-k", "2",
+        "--basis", "neurons", "--basis", "nmf", "--groups", "2", "--basis", basis_file,
+        "--spritemap", sprites, "--scale", "dataset", "--tables", "json", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = out / "photo0-late.html"
+    data = payloads(page)[0]
+    assert [b["label"] for b in data["bases"]] == ["neurons", "NMF groups", "fitted NMF"]
+    assert [b["size"] for b in data["bases"]] == [12, 2, 3]
+    assert [b["scale"] for b in data["bases"]] == ["image", "image", "dataset"]
+    assert data["bases"][2]["sprites"]["kind"] == "embedded"
+    table = json.loads((out / "photo0-late.json").read_text())
+    assert table["bases"][2]["components"] == basis.components.astype(float).tolist()
+    acts = load_model(tiny_path).activations(images[0], ["late"])["late"][0]
+    assert table["bases"][0]["channels"] == reference_top_k(acts, 2)[0].tolist()
+
+    gallery_out = tmp_path / "gallery"
+    result = semdict(
+        *images, "--layer", "late", "--model", tiny_path, "--out", gallery_out,
+        "--gallery", "all.html", "--tables", "npz", "--scale", "raw", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2 of 2 dictionaries in one gallery written" in result.stdout
+    assert sorted(p.name for p in gallery_out.iterdir()) == [
+        "all.html", "photo0-late.npz", "photo1-late.npz"
+    ]  # fmt: skip
+    both = payloads(gallery_out / "all.html")
+    assert len(both) == 2 and both[0]["bases"][0]["ref"] == both[1]["bases"][0]["ref"]
+    with np.load(gallery_out / "photo1-late.npz") as saved:
+        assert saved["0_channels"].shape == (5, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--basis", "nowhere.npz"], "cannot read a basis from 'nowhere.npz'"),
+        (["--gallery", "sub/all.html"], "must be a file name, not a path"),
+        (["--scale", "log"], "invalid choice: 'log'"),
+    ],
+)
+def test_bad_basis_options_are_refused(tiny_path, tmp_path, args, message):
+    image = tmp_path / "a.png"
+    picture(20, 20).save(image)
+    result = semdict(image, "--layer", "late", *args, "--model", tiny_path, "--out", tmp_path / "o")
+    assert result.returncode in (1, 2)
+    assert message in result.stderr
+    assert not (tmp_path / "o").exists()
+    other = Basis(np.ones((2, 8), np.float32), layer="early").save(tmp_path / "early.npz")
+    mismatch = semdict(image, "--layer", "late", "--basis", other, "--model", tiny_path,
+                       "--out", tmp_path / "o")  # fmt: skip
+    assert mismatch.returncode == 1
+    assert "is for layer 'early' with 8 channels, but 'late' with 12 channels" in mismatch.stderr

@@ -1,0 +1,76 @@
+"""The `semdict basis` subcommand: fit a dictionary of NMF directions over a folder of images.
+
+    semdict basis --layer mixed4d --images DIR --out BASIS.npz [--components 6] [--model PATH]
+                  [--passes 1] [--batch-size N] [--seed 0] [--no-progress]
+
+`add_parser` adds the subcommand to the `semdict` command's subparsers (cli.py); `run` does it.
+A thin layer over `fit_basis` and `Basis.save`; the file it writes is what `semdict IMAGE...
+--basis BASIS.npz` and `semdict spritemap --basis BASIS.npz` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .bases import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, NMF_SEED, fit_basis
+from .errors import SemdictError
+from .spritemap_cli import _positive
+
+DESCRIPTION = (
+    "Fit a dictionary of directions of a layer's activation space over many images (NMF of "
+    "every position of every image, in batches), and save it as a small .npz file that names "
+    "its layer and channel count."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `basis` to the `semdict` command's subparsers and return its parser."""
+    parser = subparsers.add_parser(
+        "basis", help="fit a basis (NMF directions) over your own images", description=DESCRIPTION
+    )
+    parser.add_argument("--layer", required=True, help="layer to factorize, e.g. mixed4d")
+    parser.add_argument(
+        "--images", required=True, help="folder of images (searched recursively) or one image"
+    )
+    parser.add_argument("--out", required=True, help="basis file to write (.npz)")
+    parser.add_argument(
+        "--components", type=_positive, default=DEFAULT_GROUPS, help="directions to fit"
+    )
+    parser.add_argument("--model", help="exported ONNX model (default: scripts/export.py's)")
+    parser.add_argument("--passes", type=_positive, default=1, help="passes over the images")
+    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--seed", type=int, default=NMF_SEED, help="random seed of the fit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit and save the basis; print what was written; 0 on success, 1 on a clear error."""
+    out = Path(args.out).expanduser()
+    try:
+        if out.suffix.lower() != ".npz":
+            raise SemdictError(f"--out {str(out)!r} must end in .npz")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            basis = fit_basis(
+                args.images,
+                args.layer,
+                args.components,
+                model=args.model,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                passes=args.passes,
+                seed=args.seed,
+            )
+        basis.save(out)
+    except SemdictError as exc:
+        print(f"semdict basis: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: {basis.describe()} ({basis.channels} channels)")
+    for warning in caught:
+        print(f"note: {warning.message}")
+    return 0
