@@ -482,6 +482,11 @@ def semantic_dict(
         raise SemdictError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
     specs = _basis_specs(basis, layer, layer_info.channels)
     neuron_sprites, basis_sprites = _split_spritemaps(spritemap)
+    if neuron_sprites is not None and NEURON_BASIS not in specs:
+        raise SpritemapError(
+            "a spritemap of the neurons was given, but basis= does not ask for the neurons; "
+            "add 'neurons' to basis=[...] or leave that spritemap out"
+        )
     sprites, sprite_note = None, None
     if NEURON_BASIS in specs:
         sprites, sprite_note = _sprites_for(info, layer, neuron_sprites)

@@ -503,6 +503,10 @@ def test_dataset_spritemaps_picture_their_basis_and_give_typical_maxima(planted,
     assert render.bar_parts(value, first["refs"][RED], False) == ("100.00", 100, "100%")
     with pytest.raises(SpritemapError, match="not among those asked for"):
         semantic_dict(target, "blocks", planted, spritemap=[given_sprites])
+    with pytest.raises(SpritemapError, match="basis= does not ask for the neurons"):
+        semantic_dict(target, "blocks", planted, spritemap=neuron_sprites, basis=given)
+    with pytest.raises(SpritemapError, match="two spritemaps of the neurons"):
+        semantic_dict(target, "blocks", planted, spritemap=[neuron_sprites, neuron_sprites])
     own = semantic_dict(target, "blocks", planted, basis=given, scale="dataset")
     assert "For dataset examples, pass spritemap=build_spritemap" in own.sprite_note
     assert "No dataset maxima for these directions" in payload_of(own.to_html())["bases"][0]["note"]
