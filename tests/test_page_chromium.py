@@ -168,6 +168,15 @@ def cell(root, row: int, col: int):
     return root.locator(f'rect[data-row="{row}"][data-col="{col}"]')
 
 
+def placed_cell(root, row: int, col: int, rows: int, cols: int) -> dict:
+    """The bounding box of cell (row, col), checked to sit at its place in the stage."""
+    stage = root.locator(".sd-stage").bounding_box()
+    box = cell(root, row, col).bounding_box()
+    assert box["x"] == pytest.approx(stage["x"] + col * stage["width"] / cols, abs=1.5)
+    assert box["y"] == pytest.approx(stage["y"] + row * stage["height"] / rows, abs=1.5)
+    return box
+
+
 def save(tmp_path: Path, dicts: list[SemanticDict], name: str = "page.html") -> Path:
     """A standalone page of `dicts`."""
     return write_text_atomic(tmp_path / name, render.render_page(dicts, title=name))
@@ -203,11 +212,8 @@ def test_wide_grid_keeps_rows_and_columns_in_place(browser, tmp_path):
         stage = root.locator(".sd-stage").bounding_box()
         assert stage["width"] > stage["height"]  # a wide image shown wide
         for row, col in [(2, 5), (0, 6), (1, 0)]:
-            target = cell(root, row, col)
-            box = target.bounding_box()
-            assert box["x"] == pytest.approx(stage["x"] + col * stage["width"] / 7, abs=1.5)
-            assert box["y"] == pytest.approx(stage["y"] + row * stage["height"] / 3, abs=1.5)
-            target.hover()
+            placed_cell(root, row, col, 3, 7)
+            cell(root, row, col).hover()
             assert selection(root)[:2] == (row, col)
             assert shown(root) == expected(acts, 4, row, col)
 
@@ -700,11 +706,8 @@ def test_a_wide_image_keeps_rows_and_columns_from_model_to_page(browser, wide_mo
         assert stage["width"] == pytest.approx(3 * stage["height"], rel=0.02)
         image = root.locator(".sd-image")
         for channel, (row, col) in places.items():
-            target = cell(root, row, col)
-            box = target.bounding_box()
-            assert box["x"] == pytest.approx(stage["x"] + col * stage["width"] / 12, abs=1.5)
-            assert box["y"] == pytest.approx(stage["y"] + row * stage["height"] / 4, abs=1.5)
-            target.hover()
+            box = placed_cell(root, row, col, WIDE_ROWS, WIDE_COLS)
+            cell(root, row, col).hover()
             assert selection(root)[:2] == (row, col)
             assert shown(root) == expected(acts, 2, row, col)
             assert shown(root)[0][0] == channel
