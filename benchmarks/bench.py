@@ -50,6 +50,9 @@ OPENBLAS_HINTS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # A round waits while other processes keep more than this share of all cores busy.
 QUIET_THRESHOLD = 0.15
 QUIET_RETRY_S = 1.0
+# After a call, ONNX Runtime's (and TensorFlow's) pool threads spin for a while (about 40 ms
+# measured here) before they sleep: the other side waits that long before its turn.
+SETTLE_S = 0.15
 
 # The timed cases: name -> (worker, what is measured, layers, batch: 1 or N). Layers: "all"
 # mixed layers, "L" the dictionary's layer, "D" what semantic_dict asks for (L, and the
@@ -271,8 +274,13 @@ def interleaved(
     for round_index in range(plan.rounds):
         waiter.wait()
         order = list(CASES) if round_index % 2 == 0 else list(reversed(CASES))
+        previous = None
         for case in order:
-            seconds[case] += workers[CASES[case][0]].time(case, plan.iterations[case])
+            side = CASES[case][0]
+            if previous not in (None, side):
+                time.sleep(SETTLE_S)
+            seconds[case] += workers[side].time(case, plan.iterations[case])
+            previous = side
     return seconds
 
 
