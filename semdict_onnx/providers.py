@@ -213,6 +213,17 @@ def with_default_options(spec: ProviderSpec) -> ProviderSpec:
     return (CUDA, {**CUDA_DEFAULT_OPTIONS, **options})
 
 
+def session_like(model: bytes, template: ort.InferenceSession) -> ort.InferenceSession:
+    """A session on `model` with the providers and provider options `template` runs."""
+    options = template.get_provider_options()
+    return ort.InferenceSession(
+        model,
+        sess_options=session_options(),
+        providers=[(name, options.get(name, {})) for name in template.get_providers()],
+        enable_fallback=0,
+    )
+
+
 def create_session(
     path: str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
 ) -> ort.InferenceSession:
