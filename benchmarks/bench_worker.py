@@ -2,6 +2,7 @@
 
     python benchmarks/bench_worker.py tensorflow --graphdef PB --images NPY --layer mixed4d
     python benchmarks/bench_worker.py runtime --model ONNX --images NPY --image-file JPG
+    python benchmarks/bench_worker.py variant --model ONNX --images NPY --spec JSON
     python benchmarks/bench_worker.py matmul --size 2048
 
 It sets its cases up, warms each one, prints one JSON line {"ready": true, "info": {...}},
@@ -109,6 +110,41 @@ def runtime_cases(
     return cases, info
 
 
+def variant_cases(
+    model_path: Path, images: np.ndarray, spec: dict[str, Any]
+) -> tuple[dict[str, Case], dict[str, Any]]:
+    """Plain ONNX Runtime on one model file with the runtime's options changed as `spec` says.
+
+    spec keys: "outputs" (names to compute), "config" (session config entries),
+    "intra_op_threads", "parallel" (bool), "level" (a GraphOptimizationLevel name),
+    "io_binding" (bool).
+    """
+    import onnxruntime as ort
+
+    from semdict_onnx.providers import session_options
+
+    options = session_options()
+    for key, value in spec.get("config", {}).items():
+        options.add_session_config_entry(key, str(value))
+    if "intra_op_threads" in spec:
+        options.intra_op_num_threads = spec["intra_op_threads"]
+    if spec.get("parallel"):
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = 2
+    if "level" in spec:
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, spec["level"])
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    names = spec["outputs"]
+    feed = {session.get_inputs()[0].name: images}
+    if spec.get("io_binding"):
+        binding = session.io_binding()
+        binding.bind_cpu_input(session.get_inputs()[0].name, images)
+        for name in names:
+            binding.bind_output(name, "cpu")
+        return {"run": lambda: session.run_with_iobinding(binding)}, {}
+    return {"run": lambda: session.run(names, feed)}, {}
+
+
 def matmul_cases(size: int) -> tuple[dict[str, Case], dict[str, Any]]:
     """A float32 matrix multiply of two size x size matrices, on numpy's BLAS."""
     from threadpoolctl import threadpool_info
@@ -151,7 +187,7 @@ def serve(cases: dict[str, Case], info: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Set up one side's cases and serve timing requests."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("side", choices=("tensorflow", "runtime", "matmul"))
+    parser.add_argument("side", choices=("tensorflow", "runtime", "variant", "matmul"))
     parser.add_argument("--graphdef", type=Path)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--images", type=Path, help=".npy float32 [N, H, W, 3] in [0, 1]")
@@ -159,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", default="mixed4d")
     parser.add_argument("--layers", default="", help="comma-separated layers for TensorFlow")
     parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--spec", default="{}", help="variant: JSON, see variant_cases")
     args = parser.parse_args(argv)
     if args.side == "matmul":
         cases, info = matmul_cases(args.size)
@@ -168,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             cases, info = tensorflow_cases(
                 args.graphdef, images, args.layer, args.layers.split(",")
             )
+        elif args.side == "variant":
+            cases, info = variant_cases(args.model, images, json.loads(args.spec))
         else:
             cases, info = runtime_cases(args.model, images, args.image_file, args.layer)
     serve(cases, info)

@@ -115,3 +115,21 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert all(re.search(rf"{NUMBER}% in order \({NUMBER}% as sets\)", r) for r in float16)
     # A dry run never passes for GPU figures.
     assert (gpu_results.read_bytes() if gpu_results.exists() else None) == before
+
+
+def test_variants_table_has_every_variant(tmp_path, replica_graphdef_path, replica_model_path):
+    import variants
+
+    out = tmp_path / "VARIANTS.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "variants.py"), "--rounds", "1"]
+    command += ["--calls", "1", "--graphdef", str(replica_graphdef_path)]
+    command += ["--model", str(replica_model_path), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == len(variants.VARIANTS)
+    for row, (what, key, _, batch) in zip(rows, variants.VARIANTS, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[:2] == [what, str(batch)] and re.fullmatch(NUMBER, cells[2]), cells
+        if key in ("int8", "float16"):
+            assert re.fullmatch(rf"{NUMBER}% in order \({NUMBER}% as sets\)", cells[4]), cells
