@@ -393,7 +393,8 @@ def spritemap_overhead(model: Path, plan: Plan) -> str:
     """The table printed by benchmarks/spritemap_overhead.py on the same model."""
     command = [sys.executable, str(BENCHMARKS / "spritemap_overhead.py"), "--model", str(model)]
     command += ["--images", str(plan.spritemap_images), "--repeats", str(plan.spritemap_repeats)]
-    return run_checked(command, "benchmarks/spritemap_overhead.py").strip()
+    heading, _, table = run_checked(command, "benchmarks/spritemap_overhead.py").partition("\n")
+    return f"{heading.strip()}\n\n{table.strip()}"
 
 
 def cpu_name() -> str:
@@ -499,7 +500,7 @@ def render(
         "Every figure below comes from that one run: same machine, same replica GraphDef",
         "(seeded random weights; speed does not depend on the weights' values), same images.",
         "Each side ran in its own process; the parent asked them in turn, "
-        f"{plan.rounds} rounds. Medians.",
+        f"{plan.rounds} rounds. Medians. Method and what was tried: docs/performance.md.",
         "",
         "## Environment",
         "",
