@@ -275,7 +275,9 @@ class QuietWaiter:
     """Before each round, waits (within a budget) until other work leaves the cores alone.
 
     The workers are idle between rounds, so what /proc/stat shows busy then is someone
-    else's work, which would slow whichever side happens to run alongside it.
+    else's work, which would slow whichever side happens to run alongside it. It also
+    keeps the record of the run's load: the share seen before each round, the time waited
+    and how many measurements were taken again (Worker.time_undisturbed).
     """
 
     def __init__(self, budget_s: float, threshold: float = QUIET_THRESHOLD) -> None:
