@@ -23,6 +23,7 @@ from . import providers as providers_module
 from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
 from .images import ImageSource, iter_batches
 from .metadata import METADATA_KEY, ModelInfo
+from .parallel import ParallelRunner, usable_cores
 from .paths import default_model_path
 
 # What ONNX Runtime raises for a file it cannot load as a model.
@@ -62,6 +63,10 @@ class Model:
         self._lock = threading.Lock()
         self._images_asked: collections.Counter[tuple[str, ...]] = collections.Counter()
         self._pruned: dict[tuple[str, ...], ort.InferenceSession | None] = {}
+        # Batches on the CPU run as one-thread runs per core (parallel.py), on twin sessions.
+        cpu = self.provider == "CPUExecutionProvider"
+        self._parallel = ParallelRunner(usable_cores()) if cpu else None
+        self._twins: dict[int, ort.InferenceSession | None] = {}
 
     @property
     def info(self) -> ModelInfo:
@@ -137,25 +142,57 @@ class Model:
                 self._images_asked[key] += images
                 if self._images_asked[key] < PRUNE_AFTER_IMAGES or len(self._pruned) >= MAX_PRUNED:
                     return self._session
-                self._pruned[key] = self._pruned_session(names)
+                self._pruned[key] = self._session_on(names)
             return self._pruned[key] or self._session
 
-    def _pruned_session(self, names: list[str]) -> ort.InferenceSession | None:
-        """A session computing only `names`, or None where that would leave out few nodes."""
+    def _pruned_model(self, names: Sequence[str]) -> bytes | None:
+        """The model cut down to `names`, or None where that would leave out few nodes."""
         import onnx
-        from google.protobuf.message import DecodeError
 
         from .subgraph import prune
 
+        model = onnx.load(self._path)
+        total = len(model.graph.node)
+        prune(model, names)
+        if len(model.graph.node) > (1 - PRUNE_MIN_SHARE) * total:
+            return None
+        return model.SerializeToString()
+
+    def _session_on(
+        self, names: Sequence[str] | None, intra_op_threads: int = 0
+    ) -> ort.InferenceSession | None:
+        """A session like the model's computing `names` only (None: all), else None.
+
+        None where pruning would leave out few nodes, or the file changed since it was loaded.
+        """
+        from google.protobuf.message import DecodeError
+
         try:
-            model = onnx.load(self._path)
-            total = len(model.graph.node)
-            prune(model, names)
-            if len(model.graph.node) > (1 - PRUNE_MIN_SHARE) * total:
+            model = self._path if names is None else self._pruned_model(names)
+            if model is None:
                 return None
-            return providers_module.session_like(model.SerializeToString(), self._session)
+            return providers_module.session_like(model, self._session, intra_op_threads)
         except (OSError, ValueError, DecodeError, *_LOAD_ERRORS):
-            return None  # the file changed since it was loaded: keep the full session
+            return None
+
+    def _twin(self, session: ort.InferenceSession, names: list[str]) -> ort.InferenceSession | None:
+        """A one-thread session computing what `session` computes, made once (parallel.py)."""
+        with self._lock:
+            if id(session) not in self._twins:
+                pruned = None if session is self._session else names
+                self._twins[id(session)] = self._session_on(pruned, intra_op_threads=1)
+            return self._twins[id(session)]
+
+    def _run(
+        self, session: ort.InferenceSession, names: list[str], batch: np.ndarray
+    ) -> list[np.ndarray]:
+        """`names` computed on `batch`; on the CPU, whole rounds of images one per core."""
+        input_name = self._info.input.name
+        parallel = self._parallel is not None and self._parallel.images_in_parallel(len(batch))
+        twin = self._twin(session, names) if parallel else None
+        if twin is None:
+            return session.run(names, {input_name: batch})
+        return self._parallel.run(twin, session, names, input_name, batch)
 
     def activations(
         self,
@@ -172,8 +209,7 @@ class Model:
             if (offset, span) != (0.0, 1.0):
                 batch = batch * np.float32(span) + np.float32(offset)
             session = self._session_for(names, len(batch))
-            outputs = session.run(names, {self._info.input.name: batch})
-            for name, value in zip(names, outputs, strict=True):
+            for name, value in zip(names, self._run(session, names, batch), strict=True):
                 chunks[name].append(value)
         return {
             name: np.ascontiguousarray(

@@ -217,12 +217,21 @@ def with_default_options(spec: ProviderSpec) -> ProviderSpec:
     return (CUDA, {**CUDA_DEFAULT_OPTIONS, **options})
 
 
-def session_like(model: bytes, template: ort.InferenceSession) -> ort.InferenceSession:
-    """A session on `model` with the providers and provider options `template` runs."""
+def session_like(
+    model: bytes | str | os.PathLike[str],
+    template: ort.InferenceSession,
+    intra_op_threads: int = 0,
+) -> ort.InferenceSession:
+    """A session on `model` with the providers and provider options `template` runs.
+
+    `intra_op_threads` 0 lets ONNX Runtime choose (one per physical core).
+    """
     options = template.get_provider_options()
+    sess_options = session_options()
+    sess_options.intra_op_num_threads = intra_op_threads
     return ort.InferenceSession(
-        model,
-        sess_options=session_options(),
+        model if isinstance(model, bytes) else os.fspath(model),
+        sess_options=sess_options,
         providers=[(name, options.get(name, {})) for name in template.get_providers()],
         enable_fallback=0,
     )
