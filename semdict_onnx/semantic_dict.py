@@ -42,7 +42,10 @@ DEFAULT_LAYER = "mixed4d"
 DEFAULT_TOP_K = 4
 DEFAULT_GROUPS = 6
 TOP_CLASSES = 5
-DISPLAY_IMAGE_MAX_PX = 480
+# The page's copy of the picture: twice the size it is shown at, for high-density screens.
+# A photo up to that size is embedded as it is, with no resampling (a bicubic resample of a
+# 512 px photo took 2.5 ms, a fifth of the model call).
+DISPLAY_IMAGE_MAX_PX = 2 * render.IMAGE_DISPLAY_PX
 NEURON_BASIS = "neurons"
 NMF_BASIS = NMF_METHOD
 SCALES = ("image", "raw", "dataset")
