@@ -117,7 +117,8 @@ def variant_cases(
 
     spec keys: "outputs" (names to compute), "config" (session config entries),
     "intra_op_threads", "parallel" (bool), "level" (a GraphOptimizationLevel name),
-    "io_binding" (bool).
+    "io_binding" (bool), "per_core" (bool: the batch as one-thread runs, one per core, as
+    semdict_onnx/parallel.py runs CPU batches; "intra_op_threads" is then that of the rest).
     """
     import onnxruntime as ort
 
@@ -135,10 +136,18 @@ def variant_cases(
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, spec["level"])
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     names = spec["outputs"]
-    feed = {session.get_inputs()[0].name: images}
+    input_name = session.get_inputs()[0].name
+    feed = {input_name: images}
+    if spec.get("per_core"):
+        from semdict_onnx.parallel import ParallelRunner, usable_cores
+
+        options.intra_op_num_threads = 1
+        twin = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        runner = ParallelRunner(usable_cores())
+        return {"run": lambda: runner.run(twin, session, names, input_name, images)}, {}
     if spec.get("io_binding"):
         binding = session.io_binding()
-        binding.bind_cpu_input(session.get_inputs()[0].name, images)
+        binding.bind_cpu_input(input_name, images)
         for name in names:
             binding.bind_output(name, "cpu")
         return {"run": lambda: session.run_with_iobinding(binding)}, {}
