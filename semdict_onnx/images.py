@@ -46,7 +46,8 @@ def _describe(source: object) -> str:
     return repr(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
 
 
-def _is_url(source: object) -> bool:
+def is_url(source: object) -> bool:
+    """True for a string that is an http(s) URL."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
@@ -198,7 +199,7 @@ def load_image(source: ImageSource) -> Image.Image:
         if len(source) == 0:
             raise ImageError("the image bytes are empty")
         return _to_rgb(_open_encoded(io.BytesIO(bytes(source)), f"the image bytes ({name})"))
-    if _is_url(source):
+    if is_url(source):
         return _to_rgb(_open_encoded(io.BytesIO(fetch_url(source)), f"the image at {source}"))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()

@@ -126,16 +126,19 @@ def checked_image_url(url: str) -> str:
     )
 
 
+def data_uri(data: bytes, mime: str) -> str:
+    """`data` as a base64 data URI of type `mime`."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 def image_data_uri(image: Image.Image, quality: int = IMAGE_JPEG_QUALITY) -> str:
     """`image` encoded as a JPEG data URI (PNG where it has transparency)."""
     buffer = io.BytesIO()
     if image.mode in ("RGBA", "LA", "P"):
         image.save(buffer, format="PNG", optimize=True)
-        mime = "image/png"
-    else:
-        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-        mime = "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+        return data_uri(buffer.getvalue(), "image/png")
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def display_size(image: Image.Image, longest: int = IMAGE_DISPLAY_PX) -> tuple[int, int]:
@@ -473,7 +476,7 @@ def render_fragment(
         stage_label=escape(f"{sd.title}: {sd.rows} by {sd.cols} grid of {sd.layer} positions"),
         image_width=width,
         image_height=height,
-        image_src=escape(image_data_uri(sd.image)),
+        image_src=escape(sd.image_uri),
         image_alt=escape(sd.title),
         layers=_layers_markup(sd),
         cells=_cells_markup(sd.rows, sd.cols, (row, col)),
