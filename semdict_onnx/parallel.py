@@ -4,11 +4,11 @@ ONNX Runtime parallelizes a run operator by operator over its thread pool, and i
 meet at the end of every operator. For a batch of several images it is faster to give each
 core whole images: a twin session of the same model with one intra-op thread, called from
 one Python thread per core (ONNX Runtime releases the GIL while it runs), each run writing
-its images straight into the batch's output arrays through IO binding. Values are bit for
-bit those of one run of the whole batch. Measured on GoogLeNet, 2 cores, batch 16: 8.5 ms
-per image against 9.2 with the outputs preallocated; the fresh output arrays a call hands
-back cost part of that (docs/performance.md). It costs a second copy of the weights in
-memory, made on the first batch that uses it; single images never do.
+its images straight into the batch's output arrays through IO binding; those come from an
+OutputArena (output_arena.py), so memory the caller let go of is reused. Values are bit for
+bit those of one run of the whole batch on the machines measured. On GoogLeNet, 2 cores,
+batch 16: see docs/performance.md. It costs a second copy of the weights in memory, made on
+the first batch that uses it; single images never do.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnxruntime as ort
+
+from .output_arena import OutputArena
 
 # Images per one-thread run: 1, 2 and 4 measured the same; 1 lets any batch of at least one
 # image per core run this way.
@@ -42,6 +44,7 @@ class ParallelRunner:
         self._lock = threading.Lock()
         # Per session, output names and image shape: each output's shape for one image.
         self._image_shapes: dict[tuple, list[tuple[int, ...]]] = {}
+        self._arena = OutputArena()
 
     def images_in_parallel(self, count: int) -> int:
         """How many of `count` images run in parallel (whole rounds, one run per core)."""
@@ -71,7 +74,7 @@ class ParallelRunner:
             first = twin.run(list(names), {input_name: batch[:IMAGES_PER_RUN]})
             self._image_shapes[key] = [value.shape[1:] for value in first]
             done = IMAGES_PER_RUN
-        outputs = [np.empty((len(batch), *shape), np.float32) for shape in self._image_shapes[key]]
+        outputs = self._arena.arrays([(len(batch), *shape) for shape in self._image_shapes[key]])
         if first:
             for output, value in zip(outputs, first, strict=True):
                 output[:done] = value

@@ -91,3 +91,12 @@ def test_concurrent_callers_each_get_their_own_images(three_core_model, plain_se
         thread.join()
     for index in range(3):
         assert_same(results[index], expected[index])
+
+
+def test_results_the_caller_keeps_are_never_overwritten_by_later_calls(three_core_model):
+    # Outputs of parallel runs come from an arena that reuses memory the caller let go of.
+    first = three_core_model.activations(images(3, seed=40), layers="mixed4c")["mixed4c"]
+    kept = first.copy()
+    for seed in range(41, 44):
+        three_core_model.activations(images(3, seed=seed), layers="mixed4c")
+    np.testing.assert_array_equal(first, kept)
