@@ -4,8 +4,15 @@ The source graph is imported into a small wrapper graph whose own placeholder `i
 takes float32 NHWC RGB in [0, 1] and feeds `255 * image - 117` to the source's `input`.
 Doing the scaling in TensorFlow, rather than patching Mul/Add nodes into the ONNX graph
 afterwards, means one tool converts the whole graph, the parity check measures exactly
-what users run, and the input shape (batch dynamic, 224x224x3) comes from the wrapper's
-placeholder even when a source graph leaves its own `input` shape unspecified.
+what users run, and the input shape comes from the wrapper's placeholder even when a
+source graph leaves its own `input` shape unspecified.
+
+The input's batch, height and width are all dynamic. Every layer up to mixed5b is
+convolutions and SAME pools, which run at any size; only the class head is tied to 224x224:
+`avgpool0` is a 7x7 VALID average pool, global at that size, before a reshape to
+`[-1, 1024]`. `variable_size_graphdef` replaces it by the mean over height and width (the same
+numbers at 224x224) so that softmax2, which ONNX Runtime computes on every run, works at
+every size too.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import onnx
 from googlenet import (
     ACTIVATION_LAYERS,
     CLASS_OUTPUT,
+    CLASS_POOL,
     INPUT_NAME,
     INPUT_SIZE,
     NETWORK_RANGE,
@@ -33,7 +41,8 @@ tf = import_tensorflow()
 tf2onnx = import_tf2onnx()
 
 OPSET = 17
-BATCH_DIM = "batch"
+# The names of the input's dynamic dimensions (N, H, W); an output's batch is also "batch".
+INPUT_DIMS = ("batch", "height", "width")
 _SCOPE = "source"
 
 
@@ -67,21 +76,136 @@ def load_graphdef(path: str | os.PathLike[str]) -> tf.compat.v1.GraphDef:
     return graph_def
 
 
-def _wrapper_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
-    """A graph with input `image` in [0, 1] that rescales it and runs `graph_def` on it."""
-    low, high = NETWORK_RANGE
+def _node_name(tensor: str) -> str:
+    """The node of a GraphDef input reference: `name`, `name:1` or `^name` -> `name`."""
+    return tensor.lstrip("^").split(":")[0]
+
+
+def _class_pool(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.NodeDef:
+    """The class head's average pool, checked to sit in Lucid's pattern.
+
+    Expected: `avgpool0` (AvgPool, NHWC, VALID) whose only consumer is a Reshape to
+    `[-1, channels]` (shape from a Const) that feeds softmax2's MatMul.
+    """
+    nodes = {node.name: node for node in graph_def.node}
+    pool = nodes.get(CLASS_POOL)
+    consumers = [
+        node for node in graph_def.node if any(_node_name(i) == CLASS_POOL for i in node.input)
+    ]
+    reshape = consumers[0] if len(consumers) == 1 else None
+    shape = nodes.get(_node_name(reshape.input[1])) if reshape is not None else None
+    target = (
+        tf.make_ndarray(shape.attr["value"].tensor).tolist()
+        if shape is not None and shape.op == "Const"
+        else None
+    )
+    matmuls = [
+        node
+        for node in graph_def.node
+        if reshape is not None
+        and node.op == "MatMul"
+        and _node_name(node.input[0]) == reshape.name
+        and node.name.startswith(CLASS_OUTPUT)
+    ]
+    found = (
+        pool is not None
+        and pool.op == "AvgPool"
+        and pool.attr["padding"].s == b"VALID"
+        and pool.attr["data_format"].s in (b"", b"NHWC")
+        and reshape is not None
+        and reshape.op == "Reshape"
+        and isinstance(target, list)
+        and len(target) == 2
+        and target[0] == -1
+        and len(matmuls) == 1
+    )
+    if not found:
+        raise ConversionError(
+            f"the source graph's class head is not the expected {CLASS_POOL} (AvgPool, VALID) "
+            f"-> Reshape [-1, channels] -> {CLASS_OUTPUT}'s MatMul, so it cannot be made to "
+            "take other input sizes; is it really Lucid's InceptionV1?"
+        )
+    return pool
+
+
+def _check_global_pool(graph_def: tf.compat.v1.GraphDef, pool: tf.compat.v1.NodeDef) -> None:
+    """Refuse a class pool that does not cover its whole input at the trained size."""
     graph = tf.Graph()
     with graph.as_default():
-        image = tf.compat.v1.placeholder(
-            tf.float32, [None, INPUT_SIZE, INPUT_SIZE, 3], name=INPUT_NAME
-        )
-        scaled = image * np.float32(high - low) + np.float32(low)
+        image = tf.compat.v1.placeholder(tf.float32, [1, INPUT_SIZE, INPUT_SIZE, 3])
         try:
-            tf.import_graph_def(graph_def, input_map={f"{SOURCE_INPUT}:0": scaled}, name=_SCOPE)
+            tf.import_graph_def(graph_def, input_map={f"{SOURCE_INPUT}:0": image}, name=_SCOPE)
         except ValueError as exc:
             raise ConversionError(
                 f"TensorFlow cannot run the source graph on {INPUT_SIZE}x{INPUT_SIZE}x3 images "
                 f"({exc}); is it really Lucid's InceptionV1?"
+            ) from exc
+        tensor = pool.input[0] if ":" in pool.input[0] else f"{pool.input[0]}:0"
+        pooled = graph.get_tensor_by_name(f"{_SCOPE}/{tensor}").shape.as_list()
+    kernel = list(pool.attr["ksize"].list.i)
+    if len(pooled) != 4 or kernel != [1, *pooled[1:3], 1]:
+        raise ConversionError(
+            f"{CLASS_POOL} pools {kernel[1:3]} but its input is {pooled[1:3]} at "
+            f"{INPUT_SIZE}x{INPUT_SIZE}: not a global pool, so a global mean would change "
+            f"{CLASS_OUTPUT}"
+        )
+
+
+def variable_size_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
+    """A copy of `graph_def` that runs at any input size, the same at 224x224.
+
+    `avgpool0` becomes the mean over height and width (kept dims, same name), and the
+    source's `input` placeholder, if it states a shape, accepts any height and width.
+    """
+    pool = _class_pool(graph_def)
+    _check_global_pool(graph_def, pool)
+    result = tf.compat.v1.GraphDef()
+    result.CopyFrom(graph_def)
+    for node in result.node:
+        if node.name == CLASS_POOL:
+            axes_name = f"{CLASS_POOL}/global_axes"
+            axes = tf.make_tensor_proto(np.array([1, 2], np.int32))
+            result.node.add(
+                name=axes_name,
+                op="Const",
+                attr={
+                    "dtype": tf.compat.v1.AttrValue(type=axes.dtype),
+                    "value": tf.compat.v1.AttrValue(tensor=axes),
+                },
+            )
+            dtype = node.attr["T"].type
+            node.op = "Mean"
+            node.attr.clear()
+            node.attr["T"].type = dtype
+            node.attr["Tidx"].type = tf.int32.as_datatype_enum
+            node.attr["keep_dims"].b = True
+            del node.input[1:]
+            node.input.append(axes_name)
+        elif node.name == SOURCE_INPUT and node.op == "Placeholder" and "shape" in node.attr:
+            shape = node.attr["shape"].shape
+            if not shape.unknown_rank and len(shape.dim) == 4:
+                shape.dim[1].size = -1
+                shape.dim[2].size = -1
+    return result
+
+
+def _wrapper_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
+    """A graph with input `image` [N, H, W, 3] in [0, 1] that rescales it and runs `graph_def`.
+
+    `graph_def` is made size-independent first (`variable_size_graphdef`).
+    """
+    source = variable_size_graphdef(graph_def)
+    low, high = NETWORK_RANGE
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name=INPUT_NAME)
+        scaled = image * np.float32(high - low) + np.float32(low)
+        try:
+            tf.import_graph_def(source, input_map={f"{SOURCE_INPUT}:0": scaled}, name=_SCOPE)
+        except ValueError as exc:
+            raise ConversionError(
+                f"TensorFlow cannot run the source graph on NHWC RGB images ({exc}); is it "
+                "really Lucid's InceptionV1?"
             ) from exc
     return graph.as_graph_def()
 
@@ -97,12 +221,14 @@ class _ErrorCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _rename_batch_dims(model: onnx.ModelProto) -> None:
-    """Call the dynamic first dimension of the input and every output `batch`."""
-    for value in (*model.graph.input, *model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = BATCH_DIM
+def _name_dynamic_dims(model: onnx.ModelProto) -> None:
+    """Call the input's dynamic dims batch, height and width, and every output's first batch."""
+    named = [(value, INPUT_DIMS) for value in model.graph.input]
+    named += [(value, INPUT_DIMS[:1]) for value in model.graph.output]
+    for value, names in named:
+        for dim, name in zip(value.type.tensor_type.shape.dim, names, strict=False):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
 
 
 def _check_converted(model: onnx.ModelProto, errors: list[str]) -> None:
@@ -123,7 +249,7 @@ def _check_converted(model: onnx.ModelProto, errors: list[str]) -> None:
 
 
 def convert(graph_def: tf.compat.v1.GraphDef) -> onnx.ModelProto:
-    """The ONNX model: input `image` [batch, 224, 224, 3] in [0, 1], outputs OUTPUTS."""
+    """The ONNX model: input `image` [batch, height, width, 3] in [0, 1], outputs OUTPUTS."""
     wrapper = _wrapper_graphdef(graph_def)
     outputs = {f"{_SCOPE}/{name}:0": name for name in OUTPUTS}
     collector = _ErrorCollector()
@@ -143,12 +269,17 @@ def convert(graph_def: tf.compat.v1.GraphDef) -> onnx.ModelProto:
     finally:
         logger.removeHandler(collector)
     _check_converted(model, collector.messages)
-    _rename_batch_dims(model)
+    _name_dynamic_dims(model)
     return model
 
 
 def _output_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
-    inferred = onnx.shape_inference.infer_shapes(model)
+    """Each output's dims (None where unknown) when the input is INPUT_SIZE x INPUT_SIZE."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for dim in fixed.graph.input[0].type.tensor_type.shape.dim[1:3]:
+        dim.dim_value = INPUT_SIZE
+    inferred = onnx.shape_inference.infer_shapes(fixed)
     return {
         value.name: [
             dim.dim_value if dim.HasField("dim_value") else None
@@ -159,7 +290,7 @@ def _output_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
 
 
 def layer_infos(model: onnx.ModelProto) -> tuple[LayerInfo, ...]:
-    """The activation layers with channels and HxW, read from the model's output shapes."""
+    """The activation layers with channels and HxW at 224x224, read from the output shapes."""
     dims = _output_dims(model)
     layers = []
     for name in ACTIVATION_LAYERS:

@@ -41,10 +41,13 @@ from semdict_onnx import paths
 from semdict_onnx.atomic import write_bytes_atomic
 from semdict_onnx.download import cached_download, normalize_sha256, sha256_of
 from semdict_onnx.errors import DownloadError, SemdictError
-from semdict_onnx.metadata import InputInfo, ModelInfo
+from semdict_onnx.metadata import InputInfo, LayerInfo, ModelInfo
 
 REPLICA_NAME = "InceptionV1-replica.pb"
 PARITY_IMAGES = 3
+# The other input size the export checks: wider than tall, so swapped axes would show.
+OTHER_SIZE = (224, 320)
+OTHER_SIZE_IMAGES = 2
 REPLICA_WARNING = (
     "REPLICA: this model has the real network's structure but RANDOM weights; "
     "its activations and classes mean nothing."
@@ -66,6 +69,7 @@ class ExportResult:
     path: Path
     info: ModelInfo
     parity: list[LayerParity]
+    other_size_parity: list[LayerParity]
     seconds: float
 
 
@@ -132,9 +136,18 @@ def export_graphdef(
     """Convert, describe, check and atomically write the ONNX model of `graphdef_path`.
 
     `labels` is a path or URL of the class names (ignored for a replica). Nothing is
-    written unless ONNX Runtime matches TensorFlow on every exported layer.
+    written unless ONNX Runtime matches TensorFlow on every exported layer, at the default
+    size (against the untouched source graph) and at OTHER_SIZE (against the source made
+    size-independent, as converted).
     """
-    from convert import attach_metadata, convert, layer_infos, load_graphdef, num_classes
+    from convert import (
+        attach_metadata,
+        convert,
+        layer_infos,
+        load_graphdef,
+        num_classes,
+        variable_size_graphdef,
+    )
     from optimize import optimize
     from parity import check_parity, format_parity, parity_images
     from replica import is_replica
@@ -149,10 +162,11 @@ def export_graphdef(
     for rewrite in optimize(model):
         print(f"  faster graph: {rewrite}")
     classes = num_classes(model)
+    layers = layer_infos(model)
     info = ModelInfo(
         network=REPLICA_NETWORK if replica else NETWORK,
-        input=InputInfo(INPUT_NAME, INPUT_SIZE, INPUT_SIZE, VALUE_RANGE, NETWORK_RANGE),
-        layers=layer_infos(model),
+        input=input_info(layers),
+        layers=layers,
         source_sha256=sha256_of(graphdef_path),
         replica=replica,
         class_output=CLASS_OUTPUT,
@@ -164,11 +178,38 @@ def export_graphdef(
     )
     attach_metadata(model, info)
     data = model.SerializeToString()
-    print(f"checking ONNX Runtime against TensorFlow on {PARITY_IMAGES} images ...")
+    size = f"{INPUT_SIZE}x{INPUT_SIZE}"
+    print(f"checking ONNX Runtime against TensorFlow on {PARITY_IMAGES} images at {size} ...")
     parity = check_parity(graph_def, data, parity_images(PARITY_IMAGES), list(OUTPUTS))
     print(format_parity(parity))
+    height, width = OTHER_SIZE
+    print(f"... and at {height}x{width} on {OTHER_SIZE_IMAGES} images")
+    images = parity_images(OTHER_SIZE_IMAGES, seed=1, height=height, width=width)
+    resized = check_parity(variable_size_graphdef(graph_def), data, images, list(OUTPUTS))
+    print(format_parity(resized))
     write_bytes_atomic(output, data)
-    return ExportResult(output, info, parity, time.perf_counter() - start)
+    return ExportResult(output, info, parity, resized, time.perf_counter() - start)
+
+
+def input_info(layers: tuple[LayerInfo, ...]) -> InputInfo:
+    """The image input: 224x224 by default, any size whose sides reach the total stride."""
+    coarsest = min(min(layer.height, layer.width) for layer in layers)
+    stride = INPUT_SIZE // coarsest
+    if stride * coarsest != INPUT_SIZE:
+        raise SemdictError(
+            f"the coarsest layer is {coarsest} positions across at {INPUT_SIZE} pixels, not a "
+            "whole stride; the graph does not look like Lucid's InceptionV1"
+        )
+    return InputInfo(
+        INPUT_NAME,
+        INPUT_SIZE,
+        INPUT_SIZE,
+        VALUE_RANGE,
+        NETWORK_RANGE,
+        variable_size=True,
+        min_side=stride,
+        stride=stride,
+    )
 
 
 def _default_labels(args: argparse.Namespace, graphdef_path: Path) -> str | None:
@@ -292,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = (
         f"{layer.name} {layer.height}x{layer.width}x{layer.channels}" for layer in info.layers
     )
-    print("layers (HxWxC): " + ", ".join(shapes))
+    print(f"layers (HxWxC at {info.input.height}x{info.input.width}): " + ", ".join(shapes))
+    print(f"input: {info.input.describe_sizes()}")
     labels = len(info.labels) if info.labels else "none"
     print(f"labels: {labels}; spritemaps: {len(info.spritemaps)}")
     print(info.weights_note)

@@ -35,6 +35,8 @@ ACTIVATION_LAYERS = (
     "mixed5b",
 )
 CLASS_OUTPUT = "softmax2"
+# The 7x7 VALID average pool (global at 224x224) between mixed5b and softmax2's reshape.
+CLASS_POOL = "avgpool0"
 OUTPUTS = (*ACTIVATION_LAYERS, CLASS_OUTPUT)
 
 SPRITEMAP_URL = (

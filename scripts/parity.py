@@ -1,7 +1,8 @@
 """Parity of an exported ONNX model with its source TensorFlow graph.
 
-TensorFlow runs the untouched source GraphDef on `255 * x - 117`; ONNX Runtime (CPU) runs
-the exported model on `x`. For every exported layer the maximum absolute difference must
+TensorFlow runs a GraphDef (the untouched source, or at other input sizes the source made
+size-independent by convert.variable_size_graphdef) on `255 * x - 117`; ONNX Runtime (CPU)
+runs the exported model on `x`. For every exported layer the maximum absolute difference must
 stay within `tolerance` times the layer's activation scale (its largest absolute value
 under TensorFlow), and the top-k channels, in order, must be identical at every position.
 
@@ -34,8 +35,10 @@ class ParityError(SemdictError):
     """The exported model does not reproduce TensorFlow's results."""
 
 
-def parity_images(count: int, seed: int = 0) -> np.ndarray:
-    """Seeded test images in [0, 1], float32 [count, 224, 224, 3].
+def parity_images(
+    count: int, seed: int = 0, height: int = INPUT_SIZE, width: int = INPUT_SIZE
+) -> np.ndarray:
+    """Seeded test images in [0, 1], float32 [count, height, width, 3] (default 224x224).
 
     They cycle through noise at three grain sizes (32, 8 and 1 pixels), so both smooth and
     busy inputs are covered.
@@ -44,8 +47,9 @@ def parity_images(count: int, seed: int = 0) -> np.ndarray:
     images = []
     for index in range(count):
         grain = (32, 8, 1)[index % 3]
-        cells = rng.uniform(0.0, 1.0, (INPUT_SIZE // grain, INPUT_SIZE // grain, 3))
-        images.append(np.repeat(np.repeat(cells, grain, axis=0), grain, axis=1))
+        cells = rng.uniform(0.0, 1.0, (-(-height // grain), -(-width // grain), 3))
+        grains = np.repeat(np.repeat(cells, grain, axis=0), grain, axis=1)
+        images.append(grains[:height, :width])
     return np.stack(images).astype(np.float32)
 
 

@@ -9,9 +9,10 @@ of hard-coding GoogLeNet.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 
-from .errors import ModelFormatError, UnknownLayerError
+from .errors import ImageError, ModelFormatError, UnknownLayerError
 
 METADATA_KEY = "semdict_onnx"
 SCHEMA_VERSION = 1
@@ -19,18 +20,65 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class InputInfo:
-    """The image input: NHWC float32 RGB in `value_range`; the graph rescales to `network_range`."""
+    """The image input: NHWC float32 RGB in `value_range`; the graph rescales to `network_range`.
+
+    `height` and `width` are the default (trained) size. A `variable_size` model also takes any
+    height and width of at least `min_side`; `stride` is the network's total stride, input
+    pixels per position of its coarsest layer, so sizes that are multiples of it tile into
+    whole grid cells. Files written before variable sizes existed are fixed-size.
+    """
 
     name: str
     height: int
     width: int
     value_range: tuple[float, float] = (0.0, 1.0)
     network_range: tuple[float, float] = (0.0, 1.0)
+    variable_size: bool = False
+    min_side: int = 1
+    stride: int = 1
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """The (height, width) images are resized to when no size is asked for."""
+        return self.height, self.width
+
+    def describe_sizes(self) -> str:
+        """What sizes this input takes, in words."""
+        if not self.variable_size:
+            return f"only {self.height}x{self.width} images"
+        return (
+            f"any height and width of at least {self.min_side} pixels (default "
+            f"{self.height}x{self.width}; multiples of {self.stride} tile into whole grid cells)"
+        )
+
+    def check_size(self, height: int, width: int) -> tuple[int, int]:
+        """Return (height, width) if this input takes that size, else say what it takes."""
+        size = (height, width)
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
+            raise ImageError(f"an input size is two integers (height, width), not {size!r}")
+        size = (int(height), int(width))
+        if size == self.default_size:
+            return size
+        if not self.variable_size:
+            raise ImageError(
+                f"this model takes {self.describe_sizes()}, not {height}x{width}: its file was "
+                "exported with a fixed input size. Re-export it with this version's "
+                "`python scripts/export.py` for other sizes, or leave size=None"
+            )
+        if min(size) < self.min_side:
+            raise ImageError(
+                f"{height}x{width} is too small: this model takes {self.describe_sizes()}; "
+                f"ask for a size whose sides are at least {self.min_side}"
+            )
+        return size
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One exported activation layer: the ONNX output of the same name, shaped [N, H, W, C]."""
+    """One exported activation layer: the ONNX output of the same name, shaped [N, H, W, C].
+
+    `height` and `width` are at the input's default size.
+    """
 
     name: str
     channels: int
@@ -109,6 +157,9 @@ class ModelInfo:
                     width=int(inp["width"]),
                     value_range=tuple(inp["value_range"]),
                     network_range=tuple(inp["network_range"]),
+                    variable_size=bool(inp.get("variable_size", False)),
+                    min_side=int(inp.get("min_side", 1)),
+                    stride=int(inp.get("stride", 1)),
                 ),
                 layers=tuple(LayerInfo(**layer) for layer in raw["layers"]),
                 source_sha256=raw["source_sha256"],

@@ -51,8 +51,10 @@ def test_replica_model_has_the_contracted_inputs_and_outputs(replica_model_path)
     dims = image.type.tensor_type.shape.dim
     assert image.name == "image"
     assert image.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert dims[0].dim_param and not dims[0].HasField("dim_value")  # any batch size
-    assert [d.dim_value for d in dims[1:]] == [224, 224, 3]
+    # Any batch size, height and width; three channels.
+    assert [d.dim_param for d in dims[:3]] == ["batch", "height", "width"]
+    assert not any(d.HasField("dim_value") for d in dims[:3])
+    assert dims[3].dim_value == 3
     assert [output.name for output in model.graph.output] == OUTPUT_NAMES
     assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
 
@@ -64,6 +66,8 @@ def test_replica_metadata_describes_the_network(replica_model_path, replica_grap
     assert "random weights" in info.weights_note
     assert "random" in onnx.load(replica_model_path).doc_string.lower()
     assert (info.input.name, info.input.height, info.input.width) == ("image", 224, 224)
+    # Other sizes too, from the total stride: 224 pixels over mixed5b's 7 positions.
+    assert (info.input.variable_size, info.input.min_side, info.input.stride) == (True, 32, 32)
     assert info.input.value_range == (0.0, 1.0)
     assert info.input.network_range == (-117.0, 138.0)
     # ... and what the parity check feeds TensorFlow is that same 255 * x - 117.
@@ -84,6 +88,8 @@ def test_replica_export_says_the_weights_are_random(replica_export_log):
     assert "REPLICA MODEL: random weights" in replica_export_log
     assert "checking ONNX Runtime against TensorFlow" in replica_export_log
     assert "mixed5b" in replica_export_log and "FAIL" not in replica_export_log
+    assert "... and at 224x320 on 2 images" in replica_export_log
+    assert "input: any height and width of at least 32 pixels" in replica_export_log
 
 
 @pytest.mark.parametrize("batch", [1, 3, 8])
@@ -103,6 +109,88 @@ def test_onnxruntime_matches_tensorflow(replica_model_path, replica_graphdef_pat
         assert r.top_k_mismatches == 0, f"{r.name}: top-4 channels differ"
         # Near-tie swaps are allowed only as the rare float32 event they are.
         assert r.top_k_ties <= max(1, r.positions // 100), f"{r.name}: {r.top_k_ties} ties"
+
+
+def test_onnxruntime_matches_tensorflow_at_a_non_square_size(
+    replica_model_path, replica_graphdef_path
+):
+    """TensorFlow runs the size-independent source graph at 224x320, as the export converts it."""
+    from convert import load_graphdef, variable_size_graphdef
+    from parity import format_parity, measure_parity, parity_images
+
+    graph_def = variable_size_graphdef(load_graphdef(replica_graphdef_path))
+    images = parity_images(2, seed=42, height=224, width=320)
+    assert images.shape == (2, 224, 320, 3)
+    results = measure_parity(graph_def, replica_model_path, images, OUTPUT_NAMES)
+    print(format_parity(results))
+    shapes = {r.name: r.shape for r in results}
+    assert shapes["mixed3a"] == (2, 28, 40, 256)
+    assert shapes["mixed4d"] == (2, 14, 20, 528)
+    assert shapes["mixed5b"] == (2, 7, 10, 1024)
+    assert shapes["softmax2"] == (2, 1008)
+    for r in results:
+        assert r.scale > 1e-3, f"{r.name}: activations vanished"
+        assert r.relative_diff <= TOLERANCE, f"{r.name}: {r.relative_diff:.2e} of scale"
+        assert r.top_k_mismatches == 0, f"{r.name}: top-4 channels differ"
+        assert r.top_k_ties <= max(1, r.positions // 100), f"{r.name}: {r.top_k_ties} ties"
+
+
+def test_the_size_independent_graph_is_the_source_at_224(replica_graphdef_path):
+    """The global mean that replaces avgpool0 gives TensorFlow's own numbers at 224x224."""
+    from convert import load_graphdef, variable_size_graphdef
+    from parity import parity_images, tensorflow_outputs
+
+    source = load_graphdef(replica_graphdef_path)
+    rewritten = variable_size_graphdef(source)
+    assert {n.name: n.op for n in rewritten.node}["avgpool0"] == "Mean"
+    images = parity_images(2, seed=3)
+    before = tensorflow_outputs(source, images, OUTPUT_NAMES)
+    after = tensorflow_outputs(rewritten, images, OUTPUT_NAMES)
+    for name in LAYERS:
+        np.testing.assert_array_equal(after[name], before[name])
+    np.testing.assert_allclose(after["softmax2"], before["softmax2"], rtol=1e-5, atol=1e-9)
+
+
+def broken_head(graph_def, change: str):
+    """A copy of `graph_def` whose class head no longer has Lucid's shape."""
+    from tf_env import import_tensorflow
+
+    tf = import_tensorflow()
+    broken = tf.compat.v1.GraphDef()
+    broken.CopyFrom(graph_def)
+    nodes = {node.name: node for node in broken.node}
+    if change == "max pool":
+        nodes["avgpool0"].op = "MaxPool"
+    elif change == "same padding":
+        nodes["avgpool0"].attr["padding"].s = b"SAME"
+    elif change == "no reshape":
+        nodes["avgpool0/reshape"].input[0] = "mixed5b"
+    elif change == "smaller kernel":
+        nodes["avgpool0"].attr["ksize"].list.i[1:3] = [5, 5]
+    return broken
+
+
+@pytest.mark.parametrize("change", ["max pool", "same padding", "no reshape"])
+def test_a_class_head_of_another_shape_is_refused(replica_graphdef_path, change):
+    from convert import ConversionError, load_graphdef, variable_size_graphdef
+
+    graph_def = broken_head(load_graphdef(replica_graphdef_path), change)
+    with pytest.raises(ConversionError, match="class head is not the expected avgpool0"):
+        variable_size_graphdef(graph_def)
+
+
+def test_a_class_pool_that_is_not_global_fails_the_export(replica_graphdef_path, tmp_path):
+    from convert import load_graphdef
+
+    graphdef = tmp_path / "InceptionV1.pb"
+    broken = broken_head(load_graphdef(replica_graphdef_path), "smaller kernel")
+    graphdef.write_bytes(broken.SerializeToString())
+    output = tmp_path / "out" / "googlenet.onnx"
+    result = export("--graphdef", graphdef, "--output", output, "--labels", "none")
+    assert result.returncode == 1
+    assert "avgpool0 pools [5, 5] but its input is [7, 7] at 224x224" in result.stderr
+    assert "not a global pool" in result.stderr and "No model was written" in result.stderr
+    assert leftovers(output.parent) == []
 
 
 def test_batched_results_do_not_depend_on_the_batch(replica_model_path):
