@@ -2,7 +2,7 @@
 
     semdict IMAGE... --out DIR [--layer mixed4d] [--model PATH] [--top-k 4] [--spritemap PATH]
                      [--basis neurons|nmf|BASIS.npz]... [--groups 6] [--scale image|raw|dataset]
-                     [--gallery NAME.html] [--tables json|npz]
+                     [--gallery NAME.html] [--tables json|npz] [--size 224|HEIGHTxWIDTH]
     semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
     semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
 
@@ -49,6 +49,18 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return int(text)
+
+
+def _input_size(text: str) -> int | tuple[int, int]:
+    """An argparse type: a shorter side (`224`) or a height and width (`224x320`)."""
+    parts = text.lower().split("x")
+    if len(parts) in (1, 2) and all(part.isdigit() and int(part) >= 1 for part in parts):
+        sides = tuple(int(part) for part in parts)
+        return sides[0] if len(sides) == 1 else sides
+    raise argparse.ArgumentTypeError(
+        f"must be a positive integer (the shorter side, keeping the aspect ratio) or "
+        f"HEIGHTxWIDTH such as 224x320, not {text!r}"
+    )
 
 
 def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -99,6 +111,14 @@ def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--tables",
         choices=("json", "npz"),
         help="also write each dictionary's top-k tables beside its page (to_dict or save_npz)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_input_size,
+        metavar="S|HxW",
+        help="input size: S keeps each image's aspect ratio with shorter side S (the grid then "
+        "follows it, e.g. a wide photo gets more columns), HxW is exact; default: the model's "
+        "own (224x224 for GoogLeNet), stretching the image",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_pages)
@@ -161,12 +181,13 @@ def run_pages(args: argparse.Namespace) -> int:
             if spritemap.basis == NEURON_BASIS:
                 spritemap.validate_for(args.layer, channels)
         bases = _bases(args.basis, args.layer, channels)
+        model.input_size_for(model.input_size, args.size)  # a size this model cannot take
         if args.gallery and Path(args.gallery).name != args.gallery:
             raise SemdictError(f"--gallery {args.gallery!r} must be a file name, not a path")
     except SemdictError as exc:
         print(f"semdict: error: {exc}", file=sys.stderr)
         return 1
-    options = {"basis": bases, "n_groups": args.groups, "scale": args.scale}
+    options = {"basis": bases, "n_groups": args.groups, "scale": args.scale, "size": args.size}
     written: list[Path] = []
     done: list[SemanticDict] = []
     failed: list[str] = []

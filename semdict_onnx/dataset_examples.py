@@ -336,14 +336,16 @@ def own_patches_spritemap(
     basis: Basis,
     sprite_size: int = DEFAULT_SPRITE_SIZE,
     crop_size: int | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> Spritemap:
     """One image's own patches: per direction, where its coefficients [rows, cols, k] peak.
 
     This is how groups fitted on a single image (bases.factorize) get their pictures without
-    running the model again.
+    running the model again. `input_size` is the (height, width) the image went into the model
+    at (default: the model's default size).
     """
     model = _as_model(model)
-    field_ = receptive_fields(model, [layer])[layer]
+    field_ = receptive_fields(model, [layer], input_size)[layer]
     crop = _crop_field(field_, crop_size)
     coefficients = np.asarray(coefficients, np.float32)
     if coefficients.shape != (*field_.grid, basis.k):
@@ -409,11 +411,12 @@ def _tile_size(sprite_size: int, examples: int) -> int:
 
 def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField:
     """The field crops are cut from: `crop_size` px square, else the receptive field capped at
-    half the model input's side (the effective field is far smaller than the theoretical one).
+    half the model input's shorter side (the effective field is far smaller than the
+    theoretical one).
     """
     if crop_size is None:
-        capped = tuple(min(s, i // 2) for s, i in zip(field_.size, field_.input_size, strict=True))
-        return dataclasses.replace(field_, size=capped)
+        cap = min(field_.input_size) // 2
+        return dataclasses.replace(field_, size=tuple(min(s, cap) for s in field_.size))
     if not isinstance(crop_size, int) or crop_size < 1:
         raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")
     return dataclasses.replace(field_, size=(crop_size, crop_size))

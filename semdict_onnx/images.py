@@ -3,20 +3,23 @@
 A source is a file path, an http(s) URL, encoded bytes, a PIL image, or a numpy array
 (uint8 0-255, or float in [0, 1]; shaped HxW, HxWx1 or HxWx3). `load_image` gives an RGB
 PIL image at its original size with EXIF orientation applied; `to_batch` gives the
-float32 NHWC batch in [0, 1] a model takes, each image stretched to the model's size
-(no crop, as in the original notebook). Transparent pixels are composited on white, the
-colour of the page the image is shown on. Float arrays already at the model's size pass
-through unchanged, without a round trip through 8 bits.
+float32 NHWC batch in [0, 1] a model takes, each image stretched to the input size (no
+crop, as in the original notebook). `input_size_for` says which input size an image gets for
+a requested `size` (the model's default, a shorter side keeping the image's aspect ratio, or
+an exact height and width). Transparent pixels are composited on white, the colour of the
+page the image is shown on. Float arrays already at the input size pass through unchanged,
+without a round trip through 8 bits.
 """
 
 from __future__ import annotations
 
 import http.client
 import io
+import numbers
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import DownloadError, ImageError
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+# A requested input size: None (the model's default), a shorter side, or (height, width).
+InputSize = int | tuple[int, int] | None
 
 # File name endings of the image files a folder of images is taken to hold.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -222,20 +227,64 @@ def _resize_float(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0)
 
 
-def _to_model_input(source: ImageSource, height: int, width: int, out: np.ndarray) -> None:
-    """Write one source into `out` (height x width x 3 float32 in [0, 1])."""
+def _pixels(source: ImageSource) -> np.ndarray:
+    """One source as an HxWx3 array: float32 in [0, 1] for float arrays, else uint8."""
     if isinstance(source, np.ndarray):
-        array = _check_array(source, _describe(source))
-        if array.dtype == np.float32:
-            out[:] = (
-                array if array.shape[:2] == (height, width) else _resize_float(array, height, width)
-            )
-            return
-    else:
-        array = np.asarray(load_image(source))
+        return _check_array(source, _describe(source))
+    return np.asarray(load_image(source))
+
+
+def _write_input(array: np.ndarray, height: int, width: int, out: np.ndarray) -> None:
+    """Write an array from `_pixels` into `out` (height x width x 3 float32 in [0, 1])."""
+    if array.dtype == np.float32:
+        out[:] = (
+            array if array.shape[:2] == (height, width) else _resize_float(array, height, width)
+        )
+        return
     if array.shape[:2] != (height, width):
         array = np.asarray(Image.fromarray(array, "RGB").resize((width, height), RESAMPLE))
     np.multiply(array, np.float32(1 / 255), out=out, casting="unsafe")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_input_size(size: object) -> InputSize:
+    """`size` as None, a positive int or a (height, width) pair of them, else a clear error."""
+    if size is None:
+        return None
+    if _is_integer(size) and size >= 1:
+        return int(size)
+    if (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(_is_integer(side) and side >= 1 for side in size)
+    ):
+        return int(size[0]), int(size[1])
+    raise ImageError(
+        f"size must be None (the model's default), a positive integer (the shorter side, "
+        f"keeping each image's aspect ratio) or a (height, width) pair of them, not {size!r}"
+    )
+
+
+def input_size_for(
+    image_size: tuple[int, int], size: InputSize, default: tuple[int, int], multiple: int = 1
+) -> tuple[int, int]:
+    """The (height, width) an image of (height, width) `image_size` goes into a model at.
+
+    `size` None: `default`; a (height, width) pair: exactly that; an int S: the image's aspect
+    ratio with the shorter side S and the longer one rounded to a multiple of `multiple` (not
+    below S), so a square image gets S x S. Whether the model takes it is the model's check.
+    """
+    size = check_input_size(size)
+    if size is None:
+        return default
+    if isinstance(size, tuple):
+        return size
+    height, width = image_size
+    longer = max(size, round(size * max(height, width) / min(height, width) / multiple) * multiple)
+    return (size, longer) if height <= width else (longer, size)
 
 
 def image_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
@@ -251,31 +300,47 @@ def image_list(images: ImageSource | Sequence[ImageSource]) -> list[ImageSource]
     return items
 
 
-def _fill(items: list[ImageSource], height: int, width: int, first: int, total: int) -> np.ndarray:
-    """A batch from `items`, numbered from `first` of `total` in error messages."""
-    batch = np.empty((len(items), height, width, 3), dtype=np.float32)
-    for offset, source in enumerate(items):
-        try:
-            _to_model_input(source, height, width, batch[offset])
-        except ImageError as exc:
-            if total == 1:
-                raise
-            raise ImageError(f"image {first + offset} of {total}: {exc}") from exc
-    return batch
-
-
 def iter_batches(
-    images: ImageSource | Sequence[ImageSource], height: int, width: int, batch_size: int
+    images: ImageSource | Sequence[ImageSource],
+    size: tuple[int, int] | Callable[[int, int], tuple[int, int]],
+    batch_size: int,
 ) -> Iterator[np.ndarray]:
-    """The images as consecutive float32 NHWC batches of at most `batch_size`, loaded lazily."""
+    """The images as consecutive float32 NHWC batches of at most `batch_size`, loaded lazily.
+
+    `size` is the (height, width) of every image, or a function giving it from an image's own
+    (height, width); every image must then get the first one's size (one call, one grid).
+    """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     items = image_list(images)
+    first: tuple[int, int] | None = None
     for start in range(0, len(items), batch_size):
-        yield _fill(items[start : start + batch_size], height, width, start, len(items))
+        count = min(batch_size, len(items) - start)
+        batch = None
+        for offset in range(count):
+            try:
+                array = _pixels(items[start + offset])
+                wanted = size(*array.shape[:2]) if callable(size) else size
+                first = first or wanted
+                if wanted != first:
+                    raise ImageError(
+                        f"it is {array.shape[1]}x{array.shape[0]} px and goes into the model "
+                        f"at {wanted[0]}x{wanted[1]} (height x width), but the first image "
+                        f"went in at {first[0]}x{first[1]}: one call runs one input size. To "
+                        "keep each image's aspect ratio run one image per call, or give every "
+                        "image the same size=(height, width)"
+                    )
+            except ImageError as exc:
+                if len(items) == 1:
+                    raise
+                raise ImageError(f"image {start + offset} of {len(items)}: {exc}") from exc
+            if batch is None:
+                batch = np.empty((count, *first, 3), dtype=np.float32)
+            _write_input(array, *first, batch[offset])
+        yield batch
 
 
 def to_batch(images: ImageSource | Sequence[ImageSource], height: int, width: int) -> np.ndarray:
     """The images as one float32 [N, height, width, 3] batch in [0, 1], each resized to fit."""
     items = image_list(images)
-    return _fill(items, height, width, 0, len(items))
+    return next(iter_batches(items, (height, width), len(items)))

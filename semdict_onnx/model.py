@@ -4,7 +4,8 @@
 contract (the input and every layer named in its metadata exist as graph inputs and
 outputs) and picks the execution provider (see providers.py). Every network fact (input
 size and value range, layer names, channel counts, the class output) comes from the
-file's metadata, never from this module.
+file's metadata, never from this module. Images go in at the model's default size, or at
+another size where the file allows it (`size=`: see images.input_size_for).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from . import providers as providers_module
 from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
-from .images import ImageSource, iter_batches
+from .images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from .metadata import METADATA_KEY, ModelInfo
 from .parallel import ParallelRunner, usable_cores
 from .paths import default_model_path
@@ -100,8 +101,21 @@ class Model:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """The (height, width) every image is resized to."""
-        return self._info.input.height, self._info.input.width
+        """The default (height, width) images are resized to (`size=None`)."""
+        return self._info.input.default_size
+
+    def input_size_for(
+        self, image_size: tuple[int, int], size: InputSize = None
+    ) -> tuple[int, int]:
+        """The (height, width) an image of (height, width) `image_size` goes in at for `size`.
+
+        None: the default size; an int S: the image's aspect ratio with the shorter side S
+        (the longer rounded to a multiple of the network's stride); (height, width): that.
+        An error says which sizes this model takes when it cannot take the result.
+        """
+        info = self._info.input
+        wanted = input_size_for(image_size, size, info.default_size, info.stride)
+        return info.check_size(*wanted)
 
     def __repr__(self) -> str:
         layers = ", ".join(f"{name}({channels})" for name, channels in self.layers.items())
@@ -199,13 +213,28 @@ class Model:
         images: ImageSource | Sequence[ImageSource],
         layers: str | Sequence[str] | None = None,
         batch_size: int = 16,
+        size: InputSize = None,
     ) -> dict[str, np.ndarray]:
-        """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images."""
+        """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images.
+
+        `size` as in `input_size_for`: None (the default size), a shorter side keeping each
+        image's aspect ratio (all images must then come out at one size: pass images of one
+        aspect ratio, or one image per call), or an exact (height, width) for every image.
+        """
         names = self._output_names(layers)
-        height, width = self.input_size
+        size = check_input_size(size)
         offset, span = self._input_scale
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for batch in iter_batches(images, height, width, batch_size):
+        if isinstance(size, int):
+
+            def fit(height: int, width: int) -> tuple[int, int]:
+                return self.input_size_for((height, width), size)
+
+            batches = iter_batches(images, fit, batch_size)
+        else:  # one size for every image, checked before any is read
+            fixed = self._info.input.check_size(*(size or self.input_size))
+            batches = iter_batches(images, fixed, batch_size)
+        for batch in batches:
             if (offset, span) != (0.0, 1.0):
                 batch = batch * np.float32(span) + np.float32(offset)
             session = self._session_for(names, len(batch))
@@ -239,6 +268,12 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
             f"{path}: its metadata names a float32 NHWC image input {info.input.name!r} but the "
             f"graph's inputs are {[(n.name, n.type, n.shape) for n in inputs.values()]}; "
             "re-export it with `python scripts/export.py`"
+        )
+    if info.input.variable_size and any(isinstance(d, int) for d in graph_input.shape[1:3]):
+        raise ModelFormatError(
+            f"{path}: its metadata says the input takes {info.input.describe_sizes()}, but the "
+            f"graph's input {info.input.name!r} is fixed at {graph_input.shape}; re-export it "
+            "with `python scripts/export.py`"
         )
     wanted = info.layer_names + ([info.class_output] if info.class_output else [])
     missing = [name for name in wanted if name not in outputs]

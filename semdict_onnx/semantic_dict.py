@@ -30,7 +30,7 @@ from . import render
 from .atomic import write_bytes_atomic, write_text_atomic
 from .bases import NMF_METHOD, Basis, factorize, resolve_basis
 from .errors import ImageError, SemdictError, SpritemapError
-from .images import ImageSource, is_url, load_image, to_batch
+from .images import ImageSource, InputSize, is_url, load_image, to_batch
 from .overlays import MAX_GROUP_HUES
 from .spritemap import Spritemap
 
@@ -241,6 +241,7 @@ class SemanticDict:
     `to_html()` (an HTML fragment) or `save(path)`; export it with `to_dict()` / `save_npz()`.
     `image_file` may hold the image's own JPEG or PNG file, which the page then embeds as it is
     (checked to be that image at its display size, without EXIF rotation or transparency).
+    `input_size` is the (height, width) the image went into the model at, where known.
     """
 
     def __init__(
@@ -257,6 +258,7 @@ class SemanticDict:
         scale: str = "image",
         total: np.ndarray | None = None,
         image_file: bytes | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         views = list(views)
         if not views or not all(isinstance(view, BasisView) for view in views):
@@ -284,6 +286,7 @@ class SemanticDict:
         self.replica = bool(replica)
         self.scale = scale
         self.total = None if total is None else np.asarray(total, np.float32)
+        self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
 
     @classmethod
     def from_activations(
@@ -399,6 +402,7 @@ class SemanticDict:
             "layer_channels": self.layer_channels,
             "rows": self.rows,
             "cols": self.cols,
+            "input_size": None if self.input_size is None else list(self.input_size),
             "start": list(self.start),
             "scale": self.scale,
             "replica": self.replica,
@@ -436,8 +440,9 @@ class SemanticDict:
 
     def __repr__(self) -> str:
         bases = ", ".join(view.description for view in self.views)
+        at = "" if self.input_size is None else " at input {}x{}".format(*self.input_size)
         return (
-            f"SemanticDict(layer={self.layer!r}, grid {self.rows}x{self.cols} (rows x cols), "
+            f"SemanticDict(layer={self.layer!r}, grid {self.rows}x{self.cols} (rows x cols){at}, "
             f"top {self.top_k} of {self.layer_channels} channels, start={self.start}, "
             f"bases: {bases}, scale={self.scale!r}, title={self.title!r})"
         )
@@ -486,6 +491,7 @@ def semantic_dict(
     basis: BasisSpec | Sequence[BasisSpec] = NEURON_BASIS,
     n_groups: int = DEFAULT_GROUPS,
     scale: str = "image",
+    size: InputSize = None,
 ) -> SemanticDict:
     """Run the model on one image and return the layer's semantic dictionary.
 
@@ -495,7 +501,9 @@ def semantic_dict(
     one, or a list: each pictures the neurons or the basis it was built with; by default the
     neurons get the model's public spritemap (or numbers, with a note) and other bases this
     image's own patches. `scale` is how bars are measured: "image" (its largest value), "raw"
-    or "dataset" (each direction's typical maximum in its spritemap's manifest).
+    or "dataset" (each direction's typical maximum in its spritemap's manifest). `size` is the
+    input size: None (the model's default, e.g. 224x224), an int keeping the image's aspect
+    ratio with that shorter side, or (height, width); the grid follows the layer's size there.
     """
     model = model if model is not None else _default_model()
     info = model.info
@@ -514,12 +522,13 @@ def semantic_dict(
     if NEURON_BASIS in specs:
         sprites, sprite_note = _sprites_for(info, layer, neuron_sprites)
     picture = image if isinstance(image, np.ndarray) else load_image(image)
-    pixels = to_batch([picture], info.input.height, info.input.width)
+    shown = load_image(picture) if isinstance(picture, np.ndarray) else picture
+    input_size = model.input_size_for((shown.height, shown.width), size)
+    pixels = to_batch([picture], *input_size)
     want_classes = bool(info.class_output and info.labels)
     names = [layer, info.class_output] if want_classes else [layer]
-    outputs = model.activations(pixels, layers=names)
+    outputs = model.activations(pixels, layers=names, size=input_size)
     acts = outputs[layer][0]
-    shown = load_image(picture) if isinstance(picture, np.ndarray) else picture
     views = []
     for spec in specs:
         if spec == NEURON_BASIS:
@@ -531,7 +540,9 @@ def semantic_dict(
             )
         else:
             views.append(
-                _basis_view(spec, acts, layer, model, shown, top_k, n_groups, basis_sprites)
+                _basis_view(
+                    spec, acts, layer, model, shown, top_k, n_groups, basis_sprites, input_size
+                )
             )
     unused = set(basis_sprites) - {view.basis.fingerprint for view in views if view.basis}
     if unused:
@@ -552,6 +563,7 @@ def semantic_dict(
         scale=scale,
         total=acts.sum(axis=2),
         image_file=_small_image_file(image, shown),
+        input_size=input_size,
     )
 
 
@@ -764,8 +776,12 @@ def _basis_view(
     top_k: int,
     n_groups: int,
     spritemaps: dict[str, Spritemap],
+    input_size: tuple[int, int],
 ) -> BasisView:
-    """The view of one basis other than the neurons, with its pictures and overlay maps."""
+    """The view of one basis other than the neurons, with its pictures and overlay maps.
+
+    `input_size` is the (height, width) the image went into the model at.
+    """
     from .dataset_examples import own_patches_spritemap
 
     if isinstance(spec, Basis):
@@ -777,7 +793,9 @@ def _basis_view(
     if sprites is not None:
         sprites.validate_for(layer, basis.k)
     else:
-        sprites = own_patches_spritemap(image, coefficients, layer, model, basis)
+        sprites = own_patches_spritemap(
+            image, coefficients, layer, model, basis, input_size=input_size
+        )
         note = f"Pictures: the patch of this image where each {basis.unit} is strongest."
         if isinstance(spec, Basis):
             note += (

@@ -720,3 +720,31 @@ def test_a_wide_image_keeps_rows_and_columns_from_model_to_page(browser, wide_mo
         cell(root, 1, 9).hover()
         group = int(root.locator(".sd-entry").first.get_attribute("data-channel"))
         assert np.unravel_index(np.argmax(sd.views[1].maps[..., group]), (4, 12)) == (1, 9)
+
+
+def test_a_wide_photo_on_googlenet_gets_a_grid_as_wide_as_itself(browser, replica_model, tmp_path):
+    """size=224 keeps a 2:1 photo's aspect: mixed4d is 14 rows by 28 columns, laid out wide."""
+    names = ("chelsea.jpg", "coffee.jpg")
+    halves = [Image.open(EXAMPLES / name).convert("RGB").resize((224, 224)) for name in names]
+    wide = Image.new("RGB", (448, 224))
+    wide.paste(halves[0], (0, 0))
+    wide.paste(halves[1], (224, 0))
+    wide.save(tmp_path / "wide.png")
+    acts = replica_model.activations(tmp_path / "wide.png", "mixed4d", size=224)["mixed4d"][0]
+    assert acts.shape == (14, 28, 528)
+    sd = semantic_dict(tmp_path / "wide.png", "mixed4d", replica_model, size=224)
+    with opened(browser, sd.save(tmp_path / "wide.html")) as run:
+        root = run.root()
+        assert (root.get_attribute("data-rows"), root.get_attribute("data-cols")) == ("14", "28")
+        assert root.locator(".sd-cell").count() == 14 * 28
+        stage = root.locator(".sd-stage").bounding_box()
+        assert stage["width"] == pytest.approx(2 * stage["height"], rel=0.02)
+        for row, col in [(0, 27), (13, 0), (2, 20), (11, 5), (13, 27)]:
+            box = placed_cell(root, row, col, 14, 28)
+            assert box["width"] == pytest.approx(box["height"], rel=0.05)  # square cells
+            cell(root, row, col).hover()
+            assert selection(root)[:2] == (row, col)
+            assert shown(root) == expected(acts, 4, row, col), (row, col)
+        heat = root.locator(".sd-heat").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert heat == [28, 14]
+        assert run.blocked == []
