@@ -476,7 +476,7 @@ def render_fragment(
         stage_label=escape(f"{sd.title}: {sd.rows} by {sd.cols} grid of {sd.layer} positions"),
         image_width=width,
         image_height=height,
-        image_src=escape(sd.image_uri),
+        image_src=sd.image_uri,  # a base64 data URI: nothing in it needs escaping
         image_alt=escape(sd.title),
         layers=_layers_markup(sd),
         cells=_cells_markup(sd.rows, sd.cols, (row, col)),

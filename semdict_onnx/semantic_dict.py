@@ -30,7 +30,7 @@ from . import render
 from .atomic import write_bytes_atomic, write_text_atomic
 from .bases import NMF_METHOD, Basis, factorize, resolve_basis
 from .errors import ImageError, SemdictError, SpritemapError
-from .images import ImageSource, InputSize, is_url, load_image, to_batch
+from .images import ImageSource, InputSize, is_url, load_image
 from .overlays import MAX_GROUP_HUES
 from .spritemap import Spritemap
 
@@ -524,10 +524,9 @@ def semantic_dict(
     picture = image if isinstance(image, np.ndarray) else load_image(image)
     shown = load_image(picture) if isinstance(picture, np.ndarray) else picture
     input_size = model.input_size_for((shown.height, shown.width), size)
-    pixels = to_batch([picture], *input_size)
     want_classes = bool(info.class_output and info.labels)
     names = [layer, info.class_output] if want_classes else [layer]
-    outputs = model.activations(pixels, layers=names, size=input_size)
+    outputs = model.activations(picture, layers=names, size=input_size)
     acts = outputs[layer][0]
     views = []
     for spec in specs:
