@@ -1,12 +1,13 @@
-"""Memory for output arrays, reused once the caller has let go of every array cut from it.
+"""Memory for output arrays, reused once the caller has let go of an array and its views.
 
 Writing a batch's activations into freshly allocated memory costs the kernel's page faults
 and zeroing on every call (about 0.4 ms per GoogLeNet image, 5% of the model's time, with
 outliers twice that); ONNX Runtime avoids them for its own outputs by keeping freed memory
 in its arena. `OutputArena` does the same for the arrays the runtime writes itself
-(parallel.py): all the outputs of one call are views of one block, and when the last of
-them is gone the block goes back to the arena for the next call. Arrays the caller still
-holds are never reused.
+(parallel.py): each output array is a view of a block of its own, and when the last view
+of it is gone (the array, and any slice the caller took of it) the block goes back to the
+arena for the next call. Arrays the caller still holds are never reused, and keeping one
+output keeps only that output's memory, as with ordinary arrays.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import numpy as np
 
 # Each array starts on a 64-byte boundary (a cache line; what vector stores like).
 ALIGN_FLOATS = 16
-# Free blocks kept for later calls; beyond that, the longest kept is dropped.
-MAX_FREE_BLOCKS = 1
+# Free blocks kept for later calls (the outputs of a call or two); beyond that, the longest
+# kept is dropped.
+MAX_FREE_BLOCKS = 24
 
 
 class OutputArena:
-    """Hands out float32 arrays cut from reusable blocks; thread-safe."""
+    """Hands out float32 arrays on reusable blocks; thread-safe."""
 
     def __init__(self, max_free_blocks: int = MAX_FREE_BLOCKS) -> None:
         self._max_free = max_free_blocks
@@ -38,29 +40,24 @@ class OutputArena:
         return len(self._free)
 
     def arrays(self, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
-        """Uninitialized C-contiguous float32 arrays of `shapes`, all views of one block."""
-        sizes = [math.prod(shape) for shape in shapes]
-        offsets = []
-        total = 0
-        for size in sizes:
-            offsets.append(total)
-            total += -(-size // ALIGN_FLOATS) * ALIGN_FLOATS
-        block = self._take(total + ALIGN_FLOATS)
+        """Uninitialized C-contiguous float32 arrays of `shapes`, each on a block of its own."""
+        return [self._array(tuple(shape)) for shape in shapes]
+
+    def _array(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        block = self._take(size + ALIGN_FLOATS)
         start = (-block.ctypes.data // 4) % ALIGN_FLOATS  # floats to the first aligned one
-        # The views' base is the memoryview numpy makes here; it dies with the last view.
+        # The view's base is the memoryview numpy makes here; it dies with the last view.
         window = np.frombuffer(memoryview(block), np.float32)
         weakref.finalize(window.base, self._give_back, block)
-        return [
-            window[start + offset : start + offset + size].reshape(shape)
-            for offset, size, shape in zip(offsets, sizes, shapes, strict=True)
-        ]
+        return window[start : start + size].reshape(shape)
 
     def _take(self, floats: int) -> np.ndarray:
-        """A free block of at least `floats` (and not over twice that), else a new one."""
+        """The smallest free block of at least `floats` (not over twice that), else a new one."""
         with self._lock:
-            for index, block in enumerate(self._free):
-                if floats <= block.size <= 2 * floats:
-                    return self._free.pop(index)
+            fits = [i for i, block in enumerate(self._free) if floats <= block.size <= 2 * floats]
+            if fits:
+                return self._free.pop(min(fits, key=lambda i: self._free[i].size))
         return np.empty(floats, np.float32)
 
     def _give_back(self, block: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""OutputArena (semdict_onnx/output_arena.py): arrays cut from one block, reused only when free."""
+"""OutputArena (semdict_onnx/output_arena.py): arrays on reusable blocks, reused only when free."""
 
 from __future__ import annotations
 
@@ -22,24 +22,30 @@ def test_arrays_have_their_shapes_are_aligned_and_do_not_overlap():
         assert (array == index).all(), "arrays of one call overlap"
 
 
-def test_a_block_is_reused_once_every_array_cut_from_it_is_gone():
+def test_a_block_is_reused_once_every_view_of_its_array_is_gone():
     arena = OutputArena()
-    arrays = arena.arrays(SHAPES)
-    first = arrays[0].ctypes.data
-    kept = arrays[3][1]  # a view of a view still holds the block
-    del arrays
+    first = arena.arrays([(100, 10)])[0]
+    address = first.ctypes.data
+    kept = first[3][1:4]  # a view of a view still holds the block
+    del first
     gc.collect()
     assert arena.free_blocks == 0
-    again = arena.arrays(SHAPES)
-    second = again[0].ctypes.data
-    assert second != first
+    second = arena.arrays([(100, 10)])[0]
+    assert second.ctypes.data != address
     del kept
     gc.collect()
     assert arena.free_blocks == 1
-    assert arena.arrays(SHAPES)[0].ctypes.data == first
-    del again
-    assert arena.arrays(SHAPES)[0].ctypes.data == second, "the most recent free block is kept"
-    assert arena.free_blocks == 1
+    assert arena.arrays([(100, 10)])[0].ctypes.data == address
+    del second
+
+
+def test_keeping_one_output_keeps_only_its_own_block():
+    arena = OutputArena()
+    small, large = arena.arrays([(10,), (1000, 100)])
+    del large
+    assert arena.free_blocks == 1, "the large output's block must be free while the small is kept"
+    del small
+    assert arena.free_blocks == 2
 
 
 def test_arrays_still_held_are_never_overwritten():
@@ -53,11 +59,12 @@ def test_arrays_still_held_are_never_overwritten():
     assert all((array == 7.0).all() for array in held)
 
 
-def test_a_block_far_larger_than_asked_is_not_used_for_a_small_call():
-    arena = OutputArena()
+def test_free_blocks_serve_only_requests_of_their_size_and_are_capped():
+    arena = OutputArena(max_free_blocks=2)
     arena.arrays([(1000, 1000)])  # dropped at once: its block is free
     assert arena.free_blocks == 1
-    small = arena.arrays([(10,)])
+    small = arena.arrays([(10,)])[0]
     assert arena.free_blocks == 1, "the large block should stay free, not serve 10 floats"
+    arena.arrays([(20,), (30,)])
     del small
-    assert arena.free_blocks == 1, "only the most recent free block is kept"
+    assert arena.free_blocks == 2, "no more than max_free_blocks are kept"
