@@ -48,8 +48,8 @@ ARGMAX_TOP_K = 16
 # A photo up to that size is embedded as it is, with no resampling (a bicubic resample of a
 # 512 px photo took 2.5 ms, a fifth of the model call).
 DISPLAY_IMAGE_MAX_PX = 2 * render.IMAGE_DISPLAY_PX
-# A JPEG or PNG file that small enough needs no resampling is embedded as it is, up to this
-# many bytes: no re-encoding (0.6 ms for a 512 px photo) and no second JPEG loss.
+# A JPEG or PNG file within DISPLAY_IMAGE_MAX_PX and this many bytes is embedded as it is:
+# no re-encoding (0.6 ms for a 512 px photo) and no second JPEG loss.
 IMAGE_FILE_MAX_BYTES = 512 * 1024
 IMAGE_FILE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 EXIF_ORIENTATION = 0x0112
