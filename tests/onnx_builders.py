@@ -98,9 +98,12 @@ PLANTED_BIAS = np.array([0, 0, -0.1, 0, -2.5], np.float32)
 RED, GREEN, DEAD, BLUE, WHITE = range(5)  # DEAD is always below 0 on inputs in [0, 1]
 
 
-def build_planted_model(path: Path) -> Path:
-    """Write the planted model (one layer, "blocks": 8x8 positions, 5 channels) to `path`."""
-    g = GraphBuilder(MODEL_SIZE, MODEL_SIZE)
+def build_planted_model(path: Path, rows: int = 8, cols: int = 8) -> Path:
+    """Write the planted model (one layer, "blocks": rows x cols positions, 5 channels) to `path`.
+
+    Its input is rows * BLOCK pixels high and cols * BLOCK wide (MODEL_SIZE square by default).
+    """
+    g = GraphBuilder(rows * BLOCK, cols * BLOCK)
     mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)
     colours = g.node("Relu", [mix], "colours")
     pooled = g.node(

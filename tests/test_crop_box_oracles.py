@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_builders import BLOCK, BLUE, GREEN, PLANTED, PLANTED_BIAS, RED, GraphBuilder
+from onnx_builders import BLUE, GREEN, RED, GraphBuilder, build_planted_model
 from PIL import Image
 
 from semdict_onnx.dataset_examples import build_spritemap
@@ -115,14 +115,8 @@ ROWS, COLS = 4, 12  # the planted colour channels on a 16 x 48 input: one positi
 
 @pytest.fixture(scope="module")
 def wide_model(tmp_path_factory):
-    g = GraphBuilder(ROWS * BLOCK, COLS * BLOCK)
-    mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)
-    colours = g.node("Relu", [mix], "colours")
-    pooled = g.node(
-        "AveragePool", [colours], "pooled", kernel_shape=[BLOCK] * 2, strides=[BLOCK] * 2
-    )
-    g.layer("blocks", pooled, 5)
-    return load_model(g.save(tmp_path_factory.mktemp("wide") / "wide.onnx"))
+    path = tmp_path_factory.mktemp("wide") / "wide.onnx"
+    return load_model(build_planted_model(path, rows=ROWS, cols=COLS))
 
 
 PURE = {RED: (255, 0, 0), GREEN: (0, 255, 0), BLUE: (0, 0, 255)}
