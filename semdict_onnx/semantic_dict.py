@@ -575,14 +575,8 @@ def show_semantic_dict(
     **options: Any,
 ) -> SemanticDict:
     """Like `semantic_dict` (same options), and display the result through IPython."""
-    try:
-        from IPython.display import display
-    except ImportError as exc:
-        raise SemdictError(
-            "show_semantic_dict() displays through IPython, which is not installed here: "
-            "`pip install ipython` (or run in Jupyter), or call semantic_dict(...).save("
-            "'page.html') and open the page in a browser"
-        ) from exc
+    from IPython.display import display
+
     result = semantic_dict(image, layer, model, top_k, spritemap, **options)
     display(result)
     return result

@@ -7,7 +7,6 @@ import dataclasses
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -358,11 +357,11 @@ def test_a_real_model_gets_its_public_spritemap_by_url_or_a_note(tmp_path):
     assert "the model names no spritemap for early" in without.to_html()
 
 
-def test_show_semantic_dict_says_clearly_when_ipython_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "IPython", None)
-    monkeypatch.setitem(sys.modules, "IPython.display", None)
-    with pytest.raises(SemdictError, match="IPython, which is not installed"):
-        show_semantic_dict(EXAMPLE)
+def test_show_semantic_dict_outside_a_notebook_displays_through_ipython(tiny, capsys):
+    # IPython is a dependency: without a running shell its display() prints the repr.
+    result = show_semantic_dict(EXAMPLE, "late", tiny)
+    assert isinstance(result, SemanticDict)
+    assert capsys.readouterr().out.strip() == repr(result)
 
 
 # --- bases, bar scales, heat map, galleries, export -----------------------------------------
