@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .atomic import write_bytes_atomic
-from .errors import SemdictError
+from .errors import ActivationsError, BasisError, OptionError
 from .image_scan import ScanReport, scan_layer
 
 if TYPE_CHECKING:
@@ -76,21 +76,21 @@ class Basis:
     ) -> None:
         matrix = np.asarray(components)
         if matrix.ndim != 2 or 0 in matrix.shape or not np.issubdtype(matrix.dtype, np.number):
-            raise SemdictError(
+            raise BasisError(
                 f"a basis is a numeric (k x channels) matrix, one direction per row, not "
                 f"{matrix.dtype} {matrix.shape}"
             )
         matrix = matrix.astype(np.float32)
         if not np.isfinite(matrix).all():
-            raise SemdictError("the basis contains NaN or infinity")
+            raise BasisError("the basis contains NaN or infinity")
         empty = np.nonzero(~matrix.any(axis=1))[0]
         if empty.size:
-            raise SemdictError(
+            raise BasisError(
                 f"basis direction(s) {', '.join(map(str, empty[:10]))} are all zeros; "
                 "every direction needs at least one non-zero channel"
             )
         if method not in METHODS:
-            raise SemdictError(f"basis method must be one of {', '.join(METHODS)}, not {method!r}")
+            raise BasisError(f"basis method must be one of {', '.join(METHODS)}, not {method!r}")
         self.components = matrix
         self.components.flags.writeable = False
         self.layer = layer
@@ -102,7 +102,7 @@ class Basis:
     def neurons(cls, channels: int, layer: str | None = None) -> Basis:
         """The neuron basis of a layer: one direction per channel (the identity)."""
         if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)):
-            raise SemdictError(f"channels must be a positive integer, not {channels!r}")
+            raise OptionError(f"channels must be a positive integer, not {channels!r}")
         return cls(np.eye(int(channels), dtype=np.float32), layer=layer, method=NEURONS)
 
     @property
@@ -144,7 +144,7 @@ class Basis:
         """Refuse, with a clear error, a basis made for another layer or channel count."""
         if self.channels != channels or (self.layer is not None and self.layer != layer):
             made_for = f"layer {self.layer!r}" if self.layer is not None else "a layer"
-            raise SemdictError(
+            raise BasisError(
                 f"this basis ({self.describe()}) is for {made_for} with {self.channels} "
                 f"channels, but {layer!r} with {channels} channels was asked for; fit one for "
                 f"{layer!r} (fit_basis(images, {layer!r}, k)) or pick the basis's layer"
@@ -158,12 +158,12 @@ class Basis:
         """
         acts = np.asarray(activations, dtype=np.float32)
         if acts.ndim < 1 or acts.shape[-1] != self.channels:
-            raise SemdictError(
+            raise ActivationsError(
                 f"activations shaped {acts.shape} do not end in this basis's {self.channels} "
                 "channels; pass [..., channels] activations of the basis's layer"
             )
         if not np.isfinite(acts).all():
-            raise SemdictError("the activations contain NaN or infinity")
+            raise ActivationsError("the activations contain NaN or infinity")
         if self.method == NEURONS:
             return acts.copy()
         if self._solver is None:
@@ -175,7 +175,7 @@ class Basis:
         """Write the basis as a small .npz file (layer, channels, method, directions) atomically."""
         target = Path(path).expanduser()
         if target.suffix.lower() != ".npz":
-            raise SemdictError(f"a basis is saved as .npz; {target.name!r} does not end in .npz")
+            raise BasisError(f"a basis is saved as .npz; {target.name!r} does not end in .npz")
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer,
@@ -202,14 +202,14 @@ class Basis:
             with np.load(source, allow_pickle=False) as data:
                 fields = {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError) as exc:
-            raise SemdictError(
+            raise BasisError(
                 f"cannot read a basis from {str(source)!r} ({exc}); Basis.load reads the .npz "
                 "files Basis.save and fit_basis write"
             ) from exc
         if fields.get("kind") is None or str(fields["kind"]) != FILE_KIND:
-            raise SemdictError(f"{str(source)!r} is not a basis file written by Basis.save")
+            raise BasisError(f"{str(source)!r} is not a basis file written by Basis.save")
         if int(fields.get("schema", -1)) != FILE_SCHEMA:
-            raise SemdictError(
+            raise BasisError(
                 f"{str(source)!r} is a version-{int(fields.get('schema', -1))} basis file; this "
                 f"version of semdict_onnx reads version {FILE_SCHEMA}: fit it again"
             )
@@ -223,16 +223,16 @@ class Basis:
             )
             declared = int(fields["channels"])
         except KeyError as exc:
-            raise SemdictError(f"basis file {str(source)!r} lacks {exc}") from exc
+            raise BasisError(f"basis file {str(source)!r} lacks {exc}") from exc
         if declared != basis.channels:
-            raise SemdictError(
+            raise BasisError(
                 f"basis file {str(source)!r} says {declared} channels but holds directions over "
                 f"{basis.channels}; the file is damaged: fit it again"
             )
         if channels is not None:
             basis.check_for(layer if layer is not None else str(basis.layer), channels)
         elif layer is not None and basis.layer is not None and basis.layer != layer:
-            raise SemdictError(
+            raise BasisError(
                 f"basis file {str(source)!r} is for layer {basis.layer!r} ({basis.channels} "
                 f"channels), not {layer!r}; fit one for {layer!r} with fit_basis"
             )
@@ -302,7 +302,7 @@ def factorize(
 
     acts = np.asarray(activations, dtype=np.float32)
     if acts.ndim != 3 or 0 in acts.shape:
-        raise SemdictError(
+        raise ActivationsError(
             f"factorize takes one image's activations [rows, cols, channels], not {acts.shape}"
         )
     flat = acts.reshape(-1, acts.shape[2])
@@ -353,11 +353,11 @@ def fit_basis(
     from .model import Model, load_model
 
     if method != NMF_METHOD:
-        raise SemdictError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
+        raise OptionError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise SemdictError(f"passes must be a positive integer, not {passes!r}")
+        raise OptionError(f"passes must be a positive integer, not {passes!r}")
     if passes > 1 and isinstance(images, Iterator):
-        raise SemdictError(
+        raise OptionError(
             "passes > 1 reads the images more than once, which a one-shot iterator cannot do; "
             "pass a folder or a list"
         )
@@ -386,7 +386,7 @@ def fit_basis(
     if len(pending):
         _step(nmf, pending)
     if not hasattr(nmf, "components_"):
-        raise SemdictError(
+        raise ActivationsError(
             f"the {seen} images have fewer than {n_components} positions where {layer} is not "
             "all zero, too few to fit that many components; give more images or ask for fewer"
         )
@@ -409,23 +409,23 @@ def _step(nmf: MiniBatchNMF, samples: np.ndarray) -> None:
 def _check_components(count: Any, most: int, name: str, why: str) -> None:
     """Refuse a component count that is not an integer from 1 to `most`."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count:
-        raise SemdictError(f"{name} must be a positive integer, not {count!r}")
+        raise OptionError(f"{name} must be a positive integer, not {count!r}")
     if count > most:
-        raise SemdictError(f"{name}={count} is more than NMF can find here ({why}); ask for fewer")
+        raise OptionError(f"{name}={count} is more than NMF can find here ({why}); ask for fewer")
 
 
 def _check_factorizable(flat: np.ndarray) -> None:
     """NMF needs non-negative activations that are not all zero."""
     _check_non_negative(flat)
     if not flat.any():
-        raise SemdictError("the activations are zero everywhere: there is nothing to factorize")
+        raise ActivationsError("the activations are zero everywhere: there is nothing to factorize")
 
 
 def _check_non_negative(flat: np.ndarray) -> None:
     """NMF needs non-negative activations."""
     lowest = float(flat.min())
     if lowest < 0:
-        raise SemdictError(
+        raise ActivationsError(
             f"NMF needs non-negative activations, and these go down to {lowest:.4g}; use a "
             "layer after a ReLU, or a given basis (projected by non-negative least squares)"
         )
@@ -453,7 +453,7 @@ def resolve_basis(spec: Any, layer: str, channels: int) -> Basis:
             if spec == NMF_METHOD
             else ""
         )
-        raise SemdictError(
+        raise BasisError(
             f"basis {spec!r} cannot be used here{hint}; pass 'neurons', a Basis "
             "(fit_basis, Basis.load) or a (k x channels) array of directions"
         )
@@ -467,7 +467,7 @@ def _as_matrix(spec: Any, channels: int) -> np.ndarray:
     try:
         matrix = np.asarray(spec, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise SemdictError(
+        raise BasisError(
             f"a basis must be 'neurons', a Basis or a (k x {channels}) array of directions, "
             f"not {type(spec).__name__} ({exc})"
         ) from exc

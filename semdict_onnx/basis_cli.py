@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from .bases import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, NMF_SEED, fit_basis
-from .errors import SemdictError
+from .errors import OptionError, SemdictError
 from .spritemap_cli import _positive
 
 DESCRIPTION = (
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     try:
         if out.suffix.lower() != ".npz":
-            raise SemdictError(f"--out {str(out)!r} must end in .npz")
+            raise OptionError(f"--out {str(out)!r} must end in .npz")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             basis = fit_basis(

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from . import basis_cli, spritemap_cli
 from .atomic import write_text_atomic
 from .bases import Basis
-from .errors import SemdictError
+from .errors import OptionError, SemdictError
 from .semantic_dict import (
     DEFAULT_GROUPS,
     DEFAULT_LAYER,
@@ -183,7 +183,7 @@ def run_pages(args: argparse.Namespace) -> int:
         bases = _bases(args.basis, args.layer, channels)
         model.input_size_for(model.input_size, args.size)  # a size this model cannot take
         if args.gallery and Path(args.gallery).name != args.gallery:
-            raise SemdictError(f"--gallery {args.gallery!r} must be a file name, not a path")
+            raise OptionError(f"--gallery {args.gallery!r} must be a file name, not a path")
     except SemdictError as exc:
         print(f"semdict: error: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .atomic import write_text_atomic
 from .bases import NEURONS, Basis, resolve_basis
-from .errors import DownloadError, ImageError, SemdictError
+from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
 from .image_scan import ScanReport, scan_layer
 from .images import ImageSource, load_image
 from .model import Model, load_model
@@ -62,7 +62,7 @@ class TopExamples:
 
     def __init__(self, channels: int, k: int = 1, layer: str | None = None) -> None:
         if channels < 1 or k < 1:
-            raise SemdictError(f"TopExamples needs channels >= 1 and k >= 1, not {channels}, {k}")
+            raise OptionError(f"TopExamples needs channels >= 1 and k >= 1, not {channels}, {k}")
         self.channels, self.k, self.layer = int(channels), int(k), layer
         self.values = np.full((self.channels, self.k), -np.inf, np.float32)
         self.image_ids = np.full((self.channels, self.k), "", object)
@@ -73,7 +73,7 @@ class TopExamples:
     def update(self, acts: np.ndarray, image_ids: Sequence[str]) -> None:
         """Fold in a batch of activations [N, H, W, channels] of the images `image_ids`."""
         if acts.ndim != 4 or acts.shape[3] != self.channels or acts.shape[0] != len(image_ids):
-            raise SemdictError(
+            raise ExamplesError(
                 f"update needs activations [N, H, W, {self.channels}] for N image ids, "
                 f"got {acts.shape} for {len(image_ids)} ids"
             )
@@ -102,7 +102,7 @@ class TopExamples:
     def merge(self, other: TopExamples) -> TopExamples:
         """A new state equal to the one over both states' images (which must be disjoint)."""
         if (self.channels, self.k, self.layer) != (other.channels, other.k, other.layer):
-            raise SemdictError(
+            raise ExamplesError(
                 f"cannot merge top examples of layer {other.layer!r} ({other.channels} channels, "
                 f"k={other.k}) into layer {self.layer!r} ({self.channels} channels, k={self.k})"
             )
@@ -152,21 +152,21 @@ class TopExamples:
     def from_dict(cls, data: dict[str, Any]) -> TopExamples:
         """The state `to_dict` wrote."""
         if data.get("kind") != TOP_EXAMPLES_KIND or data.get("schema") != TOP_EXAMPLES_SCHEMA:
-            raise SemdictError(
+            raise ExamplesError(
                 f"not version-{TOP_EXAMPLES_SCHEMA} top examples; write them with TopExamples.save"
             )
         try:
             state = cls(data["channels"], data["k"], data["layer"])
             state.images_seen = int(data["images_seen"])
             if len(data["examples"]) != state.channels:
-                raise ValueError(f"{len(data['examples'])} example lists for {state.channels}")
+                raise ExamplesError(f"{len(data['examples'])} example lists for {state.channels}")
             for channel, entries in enumerate(data["examples"]):
                 for i, (value, image_id, row, col) in enumerate(entries[: state.k]):
                     state.values[channel, i] = value
                     state.image_ids[channel, i] = str(image_id)
                     state.rows[channel, i], state.cols[channel, i] = row, col
         except (KeyError, TypeError, ValueError) as exc:
-            raise SemdictError(f"malformed top examples ({exc})") from exc
+            raise ExamplesError(f"malformed top examples ({exc})") from exc
         return state
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -179,7 +179,7 @@ class TopExamples:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise SemdictError(f"cannot read top examples from {str(path)!r} ({exc})") from exc
+            raise ExamplesError(f"cannot read top examples from {str(path)!r} ({exc})") from exc
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
@@ -300,11 +300,11 @@ def spritemap_from_examples(
     """
     model = _as_model(model)
     if top.layer is None:
-        raise SemdictError("these top examples do not say their layer; scan with a layer")
+        raise ExamplesError("these top examples do not say their layer; scan with a layer")
     field_ = receptive_fields(model, [top.layer])[top.layer]
     directions = resolve_basis(basis, top.layer, model.info.layer(top.layer).channels)
     if directions.k != top.channels:
-        raise SemdictError(
+        raise ExamplesError(
             f"the top examples have {top.channels} entries per position but the "
             f"{directions.describe()} of layer {top.layer!r} have {directions.k}; use the "
             "model and basis they were scanned with"
@@ -349,7 +349,7 @@ def own_patches_spritemap(
     crop = _crop_field(field_, crop_size)
     coefficients = np.asarray(coefficients, np.float32)
     if coefficients.shape != (*field_.grid, basis.k):
-        raise SemdictError(
+        raise ActivationsError(
             f"coefficients shaped {coefficients.shape} do not fit layer {layer!r} "
             f"({field_.grid[0]}x{field_.grid[1]} positions) and {basis.k} directions"
         )
@@ -400,12 +400,12 @@ def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
 def _tile_size(sprite_size: int, examples: int) -> int:
     """The side of one example's picture when `examples` share a sprite in a square mosaic."""
     if not isinstance(sprite_size, int) or sprite_size < 1:
-        raise SemdictError(f"sprite_size must be a positive integer, not {sprite_size!r}")
+        raise OptionError(f"sprite_size must be a positive integer, not {sprite_size!r}")
     if not isinstance(examples, int) or examples < 1:
-        raise SemdictError(f"examples_per_channel must be a positive integer, not {examples!r}")
+        raise OptionError(f"examples_per_channel must be a positive integer, not {examples!r}")
     tile = sprite_size // math.ceil(math.sqrt(examples))
     if tile < 1:
-        raise SemdictError(f"{examples} examples do not fit in a {sprite_size} px sprite")
+        raise OptionError(f"{examples} examples do not fit in a {sprite_size} px sprite")
     return tile
 
 
@@ -418,7 +418,7 @@ def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField
         cap = min(field_.input_size) // 2
         return dataclasses.replace(field_, size=tuple(min(s, cap) for s in field_.size))
     if not isinstance(crop_size, int) or crop_size < 1:
-        raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")
+        raise OptionError(f"crop_size must be a positive integer, not {crop_size!r}")
     return dataclasses.replace(field_, size=(crop_size, crop_size))
 
 

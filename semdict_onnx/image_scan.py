@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import DownloadError, ImageError, SemdictError
+from .errors import DownloadError, ImageError, OptionError
 from .images import IMAGE_SUFFIXES, load_image
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def scan_layer(
     (`stacklevel` as in `warnings.warn`, counted from this generator: 3 is the caller's caller).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise SemdictError(f"batch_size must be a positive integer, not {batch_size!r}")
+        raise OptionError(f"batch_size must be a positive integer, not {batch_size!r}")
     model.info.layer(layer)
     items, total = image_sources(images, report)
     bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DownloadError, ImageError
+from .errors import DownloadError, ImageError, OptionError
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 # A requested input size: None (the model's default), a shorter side, or (height, width).
@@ -311,7 +311,7 @@ def iter_batches(
     (height, width); every image must then get the first one's size (one call, one grid).
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
     items = image_list(images)
     first: tuple[int, int] | None = None
     for start in range(0, len(items), batch_size):

@@ -22,7 +22,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from .errors import ProviderError
+from .errors import ProviderError, ProviderWarning
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -50,10 +50,6 @@ CUDNN_MAJOR = "9"
 CUDA_DEFAULT_OPTIONS = {"use_tf32": "0"}
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
-
-
-class ProviderWarning(UserWarning):
-    """A provider setup that works but is probably not what the user wants."""
 
 
 def session_options() -> ort.SessionOptions:

@@ -29,7 +29,14 @@ from tqdm.auto import tqdm
 from . import render
 from .atomic import write_bytes_atomic, write_text_atomic
 from .bases import NMF_METHOD, Basis, factorize, resolve_basis
-from .errors import ImageError, SemdictError, SpritemapError
+from .errors import (
+    ActivationsError,
+    BasisError,
+    DictionaryError,
+    ImageError,
+    OptionError,
+    SpritemapError,
+)
 from .images import ImageSource, InputSize, is_url, load_image
 from .overlays import MAX_GROUP_HUES
 from .spritemap import Spritemap
@@ -80,14 +87,16 @@ def top_k_channels(activations: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     """
     acts = np.asarray(activations)
     if acts.ndim != 3 or min(acts.shape) == 0:
-        raise SemdictError(
+        raise ActivationsError(
             f"activations must be one image's layer shaped [rows, cols, channels], "
             f"not {acts.shape}; take [0] of a batch"
         )
     check_top_k(k, acts.shape[2])
     acts = acts.astype(np.float32, copy=False)
     if not np.isfinite(acts).all():
-        raise SemdictError("the activations contain NaN or infinity; check the model and the image")
+        raise ActivationsError(
+            "the activations contain NaN or infinity; check the model and the image"
+        )
     rows, cols, size = acts.shape
     flat = acts.reshape(rows * cols, size)
     if k <= ARGMAX_TOP_K:
@@ -109,7 +118,7 @@ def check_top_k(k: object, channels: int, layer: str | None = None) -> None:
     """Refuse a top_k that is not an integer from 1 to the layer's channel count."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= channels:
         where = f"the {channels} channels of {layer!r}" if layer else f"the {channels} channels"
-        raise SemdictError(f"top_k must be an integer from 1 to {channels} ({where}), not {k!r}")
+        raise OptionError(f"top_k must be an integer from 1 to {channels} ({where}), not {k!r}")
 
 
 def strongest_position(activations: np.ndarray) -> tuple[int, int]:
@@ -144,16 +153,16 @@ class BasisView:
         channels = np.asarray(channels)
         values = np.asarray(values, dtype=np.float32)
         if channels.ndim != 3 or channels.shape != values.shape or channels.shape[2] < 1:
-            raise SemdictError(
+            raise DictionaryError(
                 f"channels and values must both be [rows, cols, k] arrays, not {channels.shape} "
                 f"and {values.shape}"
             )
         if channels.min() < 0 or channels.max() >= size:
-            raise SemdictError(f"{_unit(basis)} ids must lie in 0..{size - 1}")
+            raise DictionaryError(f"{_unit(basis)} ids must lie in 0..{size - 1}")
         if maps is not None and np.shape(maps) != (*channels.shape[:2], size):
-            raise SemdictError(f"maps must be [rows, cols, {size}], not {np.shape(maps)}")
+            raise DictionaryError(f"maps must be [rows, cols, {size}], not {np.shape(maps)}")
         if typical is not None and np.shape(typical) != (size,):
-            raise SemdictError(f"typical maxima must be one per direction ({size})")
+            raise DictionaryError(f"typical maxima must be one per direction ({size})")
         self.channels = channels.astype(np.int32, copy=False)
         self.values = values
         self.size = int(size)
@@ -262,14 +271,14 @@ class SemanticDict:
     ) -> None:
         views = list(views)
         if not views or not all(isinstance(view, BasisView) for view in views):
-            raise SemdictError("a SemanticDict needs at least one BasisView")
+            raise DictionaryError("a SemanticDict needs at least one BasisView")
         grids = {view.channels.shape[:2] for view in views}
         if len(grids) != 1:
-            raise SemdictError(f"every basis must cover the same grid, not {sorted(grids)}")
+            raise DictionaryError(f"every basis must cover the same grid, not {sorted(grids)}")
         if scale not in SCALES:
-            raise SemdictError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
+            raise OptionError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
         if total is not None and np.shape(total) != views[0].channels.shape[:2]:
-            raise SemdictError(
+            raise DictionaryError(
                 f"total activation must be [rows, cols] = {views[0].channels.shape[:2]}, "
                 f"not {np.shape(total)}"
             )
@@ -378,7 +387,7 @@ class SemanticDict:
             if candidate.method == method:
                 return candidate
         have = ", ".join(view.method for view in self.views)
-        raise SemdictError(f"this dictionary has no {method!r} basis (it has: {have})")
+        raise DictionaryError(f"this dictionary has no {method!r} basis (it has: {have})")
 
     def to_html(self) -> str:
         """A self-contained HTML fragment (own CSS, script and unique ids) for any page."""
@@ -454,7 +463,7 @@ class Gallery:
     def __init__(self, dicts: Iterable[SemanticDict], title: str = "semantic dictionaries") -> None:
         self.dicts = list(dicts)
         if not self.dicts or not all(isinstance(sd, SemanticDict) for sd in self.dicts):
-            raise SemdictError("a gallery needs one or more SemanticDict objects")
+            raise DictionaryError("a gallery needs one or more SemanticDict objects")
         self.title = title
 
     def to_html(self) -> str:
@@ -510,7 +519,7 @@ def semantic_dict(
     layer_info = info.layer(layer)
     check_top_k(top_k, layer_info.channels, layer)
     if scale not in SCALES:
-        raise SemdictError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
+        raise OptionError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
     specs = _basis_specs(basis, layer, layer_info.channels)
     neuron_sprites, basis_sprites = _split_spritemaps(spritemap)
     if neuron_sprites is not None and NEURON_BASIS not in specs:
@@ -600,7 +609,7 @@ def gallery(
     """
     items = list(images)
     if not items:
-        raise SemdictError("gallery() needs at least one image or SemanticDict")
+        raise ImageError("gallery() needs at least one image or SemanticDict")
     if isinstance(spritemap, (str, os.PathLike)):
         spritemap = Spritemap.load(spritemap)  # read once for every image
     dicts = []
@@ -717,14 +726,14 @@ def _basis_specs(
     """The bases asked for, as a list: "neurons", "nmf" or a Basis checked against the layer."""
     specs = list(basis) if isinstance(basis, (list, tuple)) else [basis]
     if not specs:
-        raise SemdictError("basis=[] asks for no basis; pass 'neurons', 'nmf', a Basis or a list")
+        raise BasisError("basis=[] asks for no basis; pass 'neurons', 'nmf', a Basis or a list")
     checked: list[BasisSpec] = []
     for spec in specs:
         if isinstance(spec, str) and spec in (NEURON_BASIS, NMF_BASIS):
             checked.append(spec)
             continue
         if isinstance(spec, str):
-            raise SemdictError(
+            raise BasisError(
                 f"unknown basis {spec!r}; pass 'neurons', 'nmf', a Basis (fit_basis, "
                 "Basis.load) or a (k x channels) array of directions"
             )

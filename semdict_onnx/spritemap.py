@@ -216,7 +216,7 @@ class Spritemap:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             if not isinstance(manifest, dict):
-                raise ValueError("not a JSON object")
+                raise SpritemapError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
             raise SpritemapError(
                 f"spritemap manifest {str(manifest_path)!r} is not valid JSON ({exc})"
@@ -307,7 +307,7 @@ def _read_data_url(url: str) -> io.BytesIO:
     header, sep, payload = url.partition(",")
     try:
         if not sep:
-            raise ValueError("no ',' separates the header from the data")
+            raise SpritemapError("no ',' separates the header from the data")
         if header.lower().endswith(";base64"):
             return io.BytesIO(base64.b64decode(payload, validate=True))
         return io.BytesIO(urllib.parse.unquote_to_bytes(payload))

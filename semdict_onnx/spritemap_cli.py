@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .bases import Basis
 from .dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
-from .errors import SemdictError
+from .errors import OptionError, SemdictError
 from .spritemap import IMAGE_FORMATS, manifest_path_for
 
 DESCRIPTION = (
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     try:
         if out.suffix.lower() not in IMAGE_FORMATS:
-            raise SemdictError(
+            raise OptionError(
                 f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
             )
         basis = Basis.load(args.basis, layer=args.layer) if args.basis else None

@@ -13,6 +13,8 @@ from typing import Any
 
 import onnx
 
+from .errors import UnknownLayerError
+
 
 def needed_node_indices(graph: onnx.GraphProto, outputs: Sequence[str]) -> set[int]:
     """The indices in `graph.node` of the nodes that `outputs` depend on."""
@@ -39,7 +41,7 @@ def prune(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
     graph = model.graph
     missing = set(outputs) - {value.name for value in graph.output}
     if missing:
-        raise ValueError(f"the model has no outputs {sorted(missing)}")
+        raise UnknownLayerError(f"the model has no outputs {sorted(missing)}")
     keep = needed_node_indices(graph, outputs)
     _delete_where(graph.node, lambda index, _: index not in keep)
     used = {name for node in graph.node for name in node.input}

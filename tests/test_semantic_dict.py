@@ -157,6 +157,13 @@ def test_embedded_json_cannot_close_its_script_element():
     assert json.loads(text) == {"label": hostile}
 
 
+@pytest.mark.parametrize("name", ["semdict.js", "semdict.css"])
+def test_static_script_and_style_cannot_end_their_elements(name):
+    # Pages inline them in <script> and <style>: a closing tag inside would end the element.
+    text = (Path(render.__file__).parent / "static" / name).read_text(encoding="utf-8").lower()
+    assert "</script" not in text and "</style" not in text
+
+
 @pytest.mark.parametrize(
     "url", ["javascript:alert(1)", "file:///etc/passwd", "data:text/html,<b>x</b>", "vbscript:x"]
 )
