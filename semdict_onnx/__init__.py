@@ -14,30 +14,26 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "load_model": "model",
     "Model": "model",
-    "semantic_dict": "semantic_dict",
-    "show_semantic_dict": "semantic_dict",
-    "SemanticDict": "semantic_dict",
+    "semantic_dict": "_pipeline",
+    "show_semantic_dict": "_display",
+    "SemanticDict": "_results",
     "Spritemap": "spritemap",
     "build_spritemap": "dataset_examples",
     "fit_basis": "bases",
     "Basis": "bases",
-    "gallery": "semantic_dict",
-    "Gallery": "semantic_dict",
+    "gallery": "_pipeline",
+    "Gallery": "_results",
 }
 
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
+    from ._display import show_semantic_dict  # noqa: F401
+    from ._pipeline import gallery, semantic_dict  # noqa: F401
+    from ._results import Gallery, SemanticDict  # noqa: F401
     from .bases import Basis, fit_basis  # noqa: F401
     from .dataset_examples import build_spritemap  # noqa: F401
     from .model import Model, load_model  # noqa: F401
-    from .semantic_dict import (  # noqa: F401
-        Gallery,
-        SemanticDict,
-        gallery,
-        semantic_dict,
-        show_semantic_dict,
-    )
     from .spritemap import Spritemap  # noqa: F401
 
 

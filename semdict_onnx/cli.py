@@ -23,21 +23,13 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from . import basis_cli, spritemap_cli
+from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
+from ._pipeline import semantic_dict
+from ._ranking import check_top_k
+from ._results import SCALES, Gallery, SemanticDict
 from .atomic import write_text_atomic
-from .bases import Basis
+from .bases import NEURONS, NMF_METHOD, Basis
 from .errors import OptionError, SemdictError
-from .semantic_dict import (
-    DEFAULT_GROUPS,
-    DEFAULT_LAYER,
-    DEFAULT_TOP_K,
-    NEURON_BASIS,
-    NMF_BASIS,
-    SCALES,
-    Gallery,
-    SemanticDict,
-    check_top_k,
-    semantic_dict,
-)
 from .spritemap import Spritemap
 
 PAGES = "pages"
@@ -150,8 +142,8 @@ def page_name(image: str, layer: str, taken: set[str]) -> str:
 def _bases(names: Sequence[str] | None, layer: str, channels: int) -> list[str | Basis]:
     """The --basis values: "neurons", "nmf", or the basis files they name, checked."""
     bases: list[str | Basis] = []
-    for name in names or [NEURON_BASIS]:
-        if name in (NEURON_BASIS, NMF_BASIS):
+    for name in names or [NEURONS]:
+        if name in (NEURONS, NMF_METHOD):
             bases.append(name)
         else:
             bases.append(Basis.load(name, layer, channels))
@@ -178,7 +170,7 @@ def run_pages(args: argparse.Namespace) -> int:
         check_top_k(args.top_k, channels, args.layer)
         spritemaps = [Spritemap.load(path) for path in args.spritemap or []]
         for spritemap in spritemaps:
-            if spritemap.basis == NEURON_BASIS:
+            if spritemap.basis == NEURONS:
                 spritemap.validate_for(args.layer, channels)
         bases = _bases(args.basis, args.layer, channels)
         model.input_size_for(model.input_size, args.size)  # a size this model cannot take

@@ -11,6 +11,7 @@ another size where the file allows it (`size=`: see images.input_size_for).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -304,3 +305,9 @@ def load_model(
             f"re-export it: {_EXPORT_HINT}"
         ) from exc
     return Model(session, _read_info(session, model_path), model_path)
+
+
+@functools.lru_cache(maxsize=1)
+def default_model() -> Model:
+    """The model at the default path, loaded once per process (for `model=None`)."""
+    return load_model()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from semdict_onnx.semantic_dict import SemanticDict
+from semdict_onnx._results import SemanticDict
 from semdict_onnx.spritemap import Spritemap
 
 SPRITE_SIZE = 40

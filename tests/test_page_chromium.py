@@ -37,10 +37,12 @@ from semdict_helpers import (
 )
 from tiny_model import write_tiny_model
 
-from semdict_onnx import render
+from semdict_onnx import _html, _payload, _render
+from semdict_onnx._pipeline import gallery, semantic_dict
+from semdict_onnx._results import SemanticDict
+from semdict_onnx._views import TopClass
 from semdict_onnx.atomic import write_text_atomic
 from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.semantic_dict import SemanticDict, TopClass, gallery, semantic_dict
 from semdict_onnx.spritemap import Spritemap
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -179,7 +181,7 @@ def placed_cell(root, row: int, col: int, rows: int, cols: int) -> dict:
 
 def save(tmp_path: Path, dicts: list[SemanticDict], name: str = "page.html") -> Path:
     """A standalone page of `dicts`."""
-    return write_text_atomic(tmp_path / name, render.render_page(dicts, title=name))
+    return write_text_atomic(tmp_path / name, _render.render_page(dicts, title=name))
 
 
 # --- the real path: model, saved page, hover -------------------------------------------------
@@ -375,7 +377,7 @@ def test_a_remote_spritemap_is_asked_for_by_its_url_only(browser, tmp_path):
     with opened(browser, save(tmp_path, [sd])) as run:
         root = run.root()
         cell(root, 3, 2).hover()
-        size = render.SPRITE_PX
+        size = _payload.SPRITE_PX
         for entry, (channel, _) in zip(
             root.locator(".sd-entry").all(), expected(acts, 4, 3, 2), strict=True
         ):
@@ -410,11 +412,11 @@ def test_javascript_writes_numbers_as_python_predicts(browser, tmp_path):
     values = np.concatenate(
         [random_activations(4, 4, 16, seed=12).ravel(), np.float32([1e-7, 3e-6, 1e21, 0.1, 7])]
     )
-    numbers = render.float32_values(values)
+    numbers = _html.float32_values(values)
     path = write_text_atomic(tmp_path / "numbers.html", "<!doctype html><p>numbers</p>")
     with opened(browser, path) as run:
         written = run.page.evaluate("text => JSON.parse(text).map(String)", json.dumps(numbers))
-    assert written == [render.js_number(n) for n in numbers]
+    assert written == [_html.js_number(n) for n in numbers]
 
 
 # --- safety and isolation --------------------------------------------------------------------
@@ -480,7 +482,7 @@ def test_css_leaks_neither_in_nor_out(browser, tmp_path):
         assert entry.evaluate(style, "display") == "flex"
         assert entry.evaluate(style, "color") != "rgb(255, 0, 0)"
         sprite = root.locator(".sd-sprite").first.bounding_box()
-        assert sprite["width"] == sprite["height"] == render.SPRITE_PX
+        assert sprite["width"] == sprite["height"] == _payload.SPRITE_PX
         stage = root.locator(".sd-stage").bounding_box()
         image = root.locator(".sd-image").bounding_box()
         assert image["width"] == stage["width"] and image["height"] == stage["height"]
