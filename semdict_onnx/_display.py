@@ -11,10 +11,10 @@ from typing import Any
 from IPython.display import display
 
 from ._defaults import DEFAULT_LAYER, DEFAULT_TOP_K
+from ._images import ImageSource
+from ._model import Model
 from ._pipeline import SpritemapSpec, semantic_dict
 from ._results import SemanticDict
-from .images import ImageSource
-from .model import Model
 
 
 def show_semantic_dict(

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from . import overlays
+from . import _overlays as overlays
 from ._html import checked_image_url, float32_values, js_number
 from ._picture import image_data_uri
+from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
-from .spritemap import Spritemap
 
 PAYLOAD_VERSION = 2
 SPRITE_PX = 88

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .images import ImageSource, is_url
+from ._images import ImageSource, is_url
 
 # The CSS pixels the page shows a picture at on its long side.
 IMAGE_DISPLAY_PX = 320

@@ -20,21 +20,21 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ._bases import NEURONS, NMF_METHOD, Basis, factorize, resolve_basis
+from ._dataset_examples import own_patches_spritemap
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
+from ._images import ImageSource, InputSize, is_url, load_image
+from ._model import Model, default_model
+from ._overlays import MAX_GROUP_HUES
 from ._picture import small_image_file
 from ._ranking import check_top_k
 from ._results import SCALES, Gallery, SemanticDict
+from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
-from .bases import NEURONS, NMF_METHOD, Basis, factorize, resolve_basis
-from .dataset_examples import own_patches_spritemap
 from .errors import BasisError, ImageError, OptionError, SpritemapError
-from .images import ImageSource, InputSize, is_url, load_image
-from .model import Model, default_model
-from .overlays import MAX_GROUP_HUES
-from .spritemap import Spritemap
 
 if TYPE_CHECKING:
-    from .metadata import ModelInfo
+    from ._metadata import ModelInfo
 
 TOP_CLASSES = 5
 

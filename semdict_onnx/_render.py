@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from . import overlays
+from . import _overlays as overlays
 from ._html import (
     bar_parts,
     checked_image_url,

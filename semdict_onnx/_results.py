@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ._atomic import write_bytes_atomic, write_text_atomic
 from ._defaults import DEFAULT_TOP_K
 from ._picture import display_copy, file_uri, image_data_uri
 from ._ranking import strongest_position
 from ._render import render_fragment, render_gallery_fragment, render_page
+from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
-from .atomic import write_bytes_atomic, write_text_atomic
 from .errors import DictionaryError, ImageError, OptionError
-from .spritemap import Spritemap
 
 SCALES = ("image", "raw", "dataset")
 DICT_KIND = "semdict_onnx.semantic_dict"

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._bases import NEURONS, NMF_METHOD, Basis
 from ._ranking import top_k_channels
-from .bases import NEURONS, NMF_METHOD, Basis
+from ._spritemap import Spritemap
 from .errors import DictionaryError
-from .spritemap import Spritemap
 
 
 class TopClass(NamedTuple):

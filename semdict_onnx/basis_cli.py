@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .bases import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, NMF_SEED, fit_basis
+from ._bases import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, NMF_SEED, fit_basis
 from .errors import OptionError, SemdictError
 from .spritemap_cli import _positive
 

@@ -23,14 +23,14 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from . import basis_cli, spritemap_cli
+from ._atomic import write_text_atomic
+from ._bases import NEURONS, NMF_METHOD, Basis
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from ._pipeline import semantic_dict
 from ._ranking import check_top_k
 from ._results import SCALES, Gallery, SemanticDict
-from .atomic import write_text_atomic
-from .bases import NEURONS, NMF_METHOD, Basis
+from ._spritemap import Spritemap
 from .errors import OptionError, SemdictError
-from .spritemap import Spritemap
 
 PAGES = "pages"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -162,7 +162,7 @@ def _write_tables(result: SemanticDict, page: Path, kind: str | None) -> list[Pa
 
 def run_pages(args: argparse.Namespace) -> int:
     """Write one page per image (or one gallery); 0 when all were written, 1 when any failed."""
-    from .model import load_model
+    from ._model import load_model
 
     try:
         model = load_model(args.model)

@@ -15,10 +15,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .bases import Basis
-from .dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
+from ._bases import Basis
+from ._dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
+from ._spritemap import IMAGE_FORMATS, manifest_path_for
 from .errors import OptionError, SemdictError
-from .spritemap import IMAGE_FORMATS, manifest_path_for
 
 DESCRIPTION = (
     "Build a spritemap of a layer's channels from dataset examples: for each channel, the "

@@ -13,9 +13,9 @@ import pytest
 from semdict_helpers import numbered_spritemap, picture, reference_top_k
 from tiny_model import write_tiny_model
 
-from semdict_onnx.bases import Basis
+from semdict_onnx._bases import Basis
+from semdict_onnx._model import load_model
 from semdict_onnx.cli import page_name
-from semdict_onnx.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from semdict_onnx import errors
+from semdict_onnx._bases import Basis
 from semdict_onnx._ranking import top_k_channels
-from semdict_onnx.bases import Basis
 
 PACKAGE = Path(errors.__file__).resolve().parent
 ERROR_CLASSES = [

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semdict_onnx import images
+from semdict_onnx import _images as images
+from semdict_onnx._images import load_image, to_batch
 from semdict_onnx.errors import DownloadError, ImageError
-from semdict_onnx.images import load_image, to_batch
 
 EXAMPLES = Path(images.__file__).parent / "examples"
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

@@ -18,9 +18,9 @@ from conftest import GOOGLENET_LAYERS
 from PIL import Image
 
 from semdict_onnx import load_model
+from semdict_onnx._images import to_batch
+from semdict_onnx._model import Model
 from semdict_onnx.errors import ImageError, ModelFormatError, ModelNotFoundError, UnknownLayerError
-from semdict_onnx.images import to_batch
-from semdict_onnx.model import Model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "semdict_onnx" / "examples"
 PHOTOS = sorted(EXAMPLES.glob("*.jpg"))

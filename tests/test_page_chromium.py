@@ -38,12 +38,12 @@ from semdict_helpers import (
 from tiny_model import write_tiny_model
 
 from semdict_onnx import _html, _payload, _render
+from semdict_onnx._atomic import write_text_atomic
+from semdict_onnx._bases import Basis, factorize
 from semdict_onnx._pipeline import gallery, semantic_dict
 from semdict_onnx._results import SemanticDict
+from semdict_onnx._spritemap import Spritemap
 from semdict_onnx._views import TopClass
-from semdict_onnx.atomic import write_text_atomic
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.spritemap import Spritemap
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -423,7 +423,7 @@ def test_javascript_writes_numbers_as_python_predicts(browser, tmp_path):
 
 
 def test_hostile_strings_never_execute(browser, tmp_path, tiny_model_path):
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     loaded = []
     for hostile in HOSTILE[:1] + ["'><svg onload=alert(5)>", "a&b<c>"]:
@@ -520,7 +520,7 @@ PLACES = {RED: (1, 1), GREEN: (1, 6), BLUE: (6, 2), WHITE: (5, 6)}
 @pytest.fixture(scope="module")
 def planted_model(tmp_path_factory: pytest.TempPathFactory):
     """The planted colour model: layer "blocks", 8x8 positions, one channel per colour."""
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     return load_model(build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx"))
 
@@ -666,7 +666,7 @@ WIDE_ROWS, WIDE_COLS = 4, 12
 @pytest.fixture(scope="module")
 def wide_model(tmp_path_factory: pytest.TempPathFactory):
     """The planted colour channels on a wide input (16 x 48 px): a 4 x 12 grid of positions."""
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     g = GraphBuilder(WIDE_ROWS * BLOCK, WIDE_COLS * BLOCK)
     mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)

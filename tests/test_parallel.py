@@ -1,4 +1,4 @@
-"""CPU batches run as one-thread runs per core (semdict_onnx/parallel.py), on the replica.
+"""CPU batches run as one-thread runs per core (semdict_onnx/_parallel.py), on the replica.
 
 The number of cores is set to 3 so that batches split into parallel rounds and a rest on
 any machine; every result is checked against a plain ONNX Runtime session on the same file.
@@ -13,8 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from semdict_onnx import load_model, parallel
-from semdict_onnx.model import Model
+from semdict_onnx import _parallel as parallel
+from semdict_onnx import load_model
+from semdict_onnx._model import Model
 
 CLASS_OUTPUT = "softmax2"
 

@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 import tiny_model
 
-from semdict_onnx import providers
+from semdict_onnx import _providers as providers
+from semdict_onnx._model import load_model
 from semdict_onnx.errors import ProviderError
-from semdict_onnx.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA_PROBLEM = providers.cuda_problem()

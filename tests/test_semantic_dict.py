@@ -23,18 +23,19 @@ from semdict_helpers import (
 )
 from tiny_model import tiny_info, write_tiny_model
 
-from semdict_onnx import _html, _payload, _render, _results, overlays
+from semdict_onnx import _html, _payload, _render, _results
+from semdict_onnx import _overlays as overlays
+from semdict_onnx._bases import Basis, factorize
+from semdict_onnx._dataset_examples import build_spritemap
 from semdict_onnx._display import show_semantic_dict
+from semdict_onnx._metadata import SpritemapInfo
+from semdict_onnx._model import Model, load_model
 from semdict_onnx._pipeline import gallery, semantic_dict
 from semdict_onnx._ranking import strongest_position, top_k_channels
 from semdict_onnx._results import Gallery, SemanticDict
+from semdict_onnx._spritemap import Spritemap
 from semdict_onnx._views import BasisView, TopClass
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.dataset_examples import build_spritemap
 from semdict_onnx.errors import ImageError, SemdictError, SpritemapError, UnknownLayerError
-from semdict_onnx.metadata import SpritemapInfo
-from semdict_onnx.model import Model, load_model
-from semdict_onnx.spritemap import Spritemap
 
 GROUPS = Basis(np.eye(2, 5, dtype=np.float32), method="nmf", images_seen=1)
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "semdict_onnx/examples/chelsea.jpg")

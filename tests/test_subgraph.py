@@ -9,9 +9,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from semdict_onnx import model as model_module
-from semdict_onnx.model import load_model
-from semdict_onnx.subgraph import prune
+from semdict_onnx import _model as model_module
+from semdict_onnx._model import load_model
+from semdict_onnx._subgraph import prune
 
 CPU = ["CPUExecutionProvider"]
 

@@ -21,12 +21,12 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from . import providers as providers_module
+from . import _providers as providers_module
+from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
+from ._metadata import METADATA_KEY, ModelInfo
+from ._parallel import ParallelRunner, usable_cores
+from ._paths import default_model_path
 from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
-from .images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
-from .metadata import METADATA_KEY, ModelInfo
-from .parallel import ParallelRunner, usable_cores
-from .paths import default_model_path
 
 # What ONNX Runtime raises for a file it cannot load as a model.
 _LOAD_ERRORS = (
@@ -164,7 +164,7 @@ class Model:
         """The model cut down to `names`, or None where that would leave out few nodes."""
         import onnx
 
-        from .subgraph import prune
+        from ._subgraph import prune
 
         model = onnx.load(self._path)
         total = len(model.graph.node)

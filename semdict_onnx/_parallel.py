@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from .output_arena import OutputArena
+from ._output_arena import OutputArena
 
 # Images per one-thread run: 1, 2 and 4 measured the same; 1 lets any batch of at least one
 # image per core run this way.

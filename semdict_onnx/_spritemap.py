@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import atomic_write, write_text_atomic
+from ._atomic import atomic_write, write_text_atomic
+from ._metadata import ModelInfo
 from .errors import SpritemapError
-from .metadata import ModelInfo
 
 MANIFEST_KIND = "semdict_onnx.spritemap"
 MANIFEST_SCHEMA = 1

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ._images import IMAGE_SUFFIXES, load_image
 from .errors import DownloadError, ImageError, OptionError
-from .images import IMAGE_SUFFIXES, load_image
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ._model import Model
 
 MAX_LISTED_SKIPS = 50
 

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .atomic import write_text_atomic
-from .bases import NEURONS, Basis, resolve_basis
+from ._atomic import write_text_atomic
+from ._bases import NEURONS, Basis, resolve_basis
+from ._image_scan import ScanReport, scan_layer
+from ._images import ImageSource, load_image
+from ._model import Model, load_model
+from ._receptive_field import ReceptiveField, receptive_fields
+from ._spritemap import Spritemap
 from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
-from .image_scan import ScanReport, scan_layer
-from .images import ImageSource, load_image
-from .model import Model, load_model
-from .receptive_field import ReceptiveField, receptive_fields
-from .spritemap import Spritemap
 
 DEFAULT_SPRITE_SIZE = 96
 DEFAULT_BATCH_SIZE = 16

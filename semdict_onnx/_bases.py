@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
+from ._atomic import write_bytes_atomic
+from ._image_scan import ScanReport, scan_layer
 from .errors import ActivationsError, BasisError, OptionError
-from .image_scan import ScanReport, scan_layer
 
 if TYPE_CHECKING:
     from sklearn.decomposition import MiniBatchNMF
 
-    from .model import Model
+    from ._model import Model
 
 NEURONS = "neurons"
 NMF_METHOD = "nmf"
@@ -350,7 +350,7 @@ def fit_basis(
     """
     from sklearn.decomposition import MiniBatchNMF
 
-    from .model import Model, load_model
+    from ._model import Model, load_model
 
     if method != NMF_METHOD:
         raise OptionError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
