@@ -36,10 +36,13 @@ def usable_cores() -> int:
 
 
 class ParallelRunner:
-    """Runs the leading whole rounds of a batch as one-thread runs on every core at once."""
+    """Runs the leading whole rounds of a batch as one-thread runs on every core at once.
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    `workers` defaults to the cores this process may run on.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = usable_cores() if workers is None else workers
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # Per session, output names and image shape: each output's shape for one image.

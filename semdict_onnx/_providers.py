@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from .errors import ProviderError, ProviderWarning
 
@@ -48,6 +49,18 @@ CUDNN_MAJOR = "9"
 # newer GPUs, convolutions then keep full float32 and match TensorFlow as the parity tests
 # demand; ("CUDAExecutionProvider", {"use_tf32": "1"}) trades that for speed.
 CUDA_DEFAULT_OPTIONS = {"use_tf32": "0"}
+
+# What ONNX Runtime raises for a file it cannot load as a model.
+LOAD_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoModel,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
 
