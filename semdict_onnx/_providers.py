@@ -2,22 +2,24 @@
 
 Order of choice: an explicit `providers` list is honoured (and every provider in it must
 really start, else ProviderError); otherwise CUDA when this onnxruntime build has it and
-its libraries load, else CPU. The CUDA libraries are probed with ctypes *before* asking
-onnxruntime, because onnxruntime-gpu prints red error lines and silently falls back to
-CPU when they are missing. The probe also preloads the libraries shipped in NVIDIA's pip
-wheels (nvidia-*), which onnxruntime would not find on its own.
+its libraries load, else CPU. The CUDA libraries are probed *before* asking onnxruntime,
+because onnxruntime-gpu prints red error lines and silently falls back to CPU when they are
+missing. The probe first has `onnxruntime.preload_dlls()` load the libraries shipped in
+NVIDIA's pip wheels (nvidia-*), which onnxruntime would not find on its own, then asks the
+system loader (ctypes) for each library by name, to name the ones that are missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.metadata
+import io
 import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
@@ -101,25 +103,29 @@ def cuda_library_names() -> list[str]:
     ]
 
 
-def _wheel_library_paths(name: str) -> list[Path]:
-    """Copies of library `name` inside NVIDIA's pip wheels (site-packages/nvidia/*/lib or bin)."""
-    found = []
-    for entry in sys.path:
-        nvidia = Path(entry or ".") / "nvidia"
-        if nvidia.is_dir():
-            found += sorted(nvidia.glob(f"*/lib/{name}")) + sorted(nvidia.glob(f"*/bin/**/{name}"))
-    return found
+def preload_wheel_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of NVIDIA's pip wheels, where there are any.
+
+    onnxruntime.preload_dlls() (onnxruntime 1.21 and later) does it; it prints a line for
+    each library it cannot find, which `cuda_problem` says better, so its output is kept
+    quiet. Older onnxruntime builds use the system's libraries only.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.suppress(OSError, RuntimeError):
+            preload()
 
 
-def _load_library(name: str) -> bool:
-    """Load `name` from an NVIDIA wheel or the system search path; True when it loaded."""
-    for candidate in [*map(str, _wheel_library_paths(name)), name]:
-        try:
-            ctypes.CDLL(candidate)
-            return True
-        except OSError:
-            continue
-    return False
+def _loads(name: str) -> bool:
+    """True when the system loader finds library `name` (or has it loaded already)."""
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,7 +133,8 @@ def missing_cuda_libraries() -> tuple[str, ...]:
     """The CUDA libraries that cannot be loaded here (empty when CUDA can run); cached."""
     if CUDA not in ort.get_available_providers():
         return ()
-    return tuple(name for name in cuda_library_names() if not _load_library(name))
+    preload_wheel_libraries()
+    return tuple(name for name in cuda_library_names() if not _loads(name))
 
 
 def cuda_problem() -> str | None:
