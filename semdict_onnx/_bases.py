@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._atomic import write_bytes_atomic
+from ._checks import positive_int
+from ._defaults import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS
 from ._image_scan import ScanReport, scan_layer
 from .errors import ActivationsError, BasisError, OptionError
 
@@ -41,8 +43,6 @@ NMF_METHOD = "nmf"
 GIVEN = "given"
 METHODS = (NEURONS, NMF_METHOD, GIVEN)
 UNITS = {NEURONS: "channel", NMF_METHOD: "group", GIVEN: "direction"}
-DEFAULT_GROUPS = 6
-DEFAULT_BATCH_SIZE = 16
 NMF_INIT = "nndsvda"
 NMF_SEED = 0
 NMF_MAX_ITER = 400
@@ -101,9 +101,8 @@ class Basis:
     @classmethod
     def neurons(cls, channels: int, layer: str | None = None) -> Basis:
         """The neuron basis of a layer: one direction per channel (the identity)."""
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)):
-            raise OptionError(f"channels must be a positive integer, not {channels!r}")
-        return cls(np.eye(int(channels), dtype=np.float32), layer=layer, method=NEURONS)
+        size = positive_int(channels, "channels")
+        return cls(np.eye(size, dtype=np.float32), layer=layer, method=NEURONS)
 
     @property
     def k(self) -> int:
@@ -354,8 +353,7 @@ def fit_basis(
 
     if method != NMF_METHOD:
         raise OptionError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise OptionError(f"passes must be a positive integer, not {passes!r}")
+    positive_int(passes, "passes")
     if passes > 1 and isinstance(images, Iterator):
         raise OptionError(
             "passes > 1 reads the images more than once, which a one-shot iterator cannot do; "
@@ -408,9 +406,7 @@ def _step(nmf: MiniBatchNMF, samples: np.ndarray) -> None:
 
 def _check_components(count: Any, most: int, name: str, why: str) -> None:
     """Refuse a component count that is not an integer from 1 to `most`."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count:
-        raise OptionError(f"{name} must be a positive integer, not {count!r}")
-    if count > most:
+    if positive_int(count, name) > most:
         raise OptionError(f"{name}={count} is more than NMF can find here ({why}); ask for fewer")
 
 

@@ -27,6 +27,8 @@ from PIL import Image
 
 from ._atomic import write_text_atomic
 from ._bases import NEURONS, Basis, resolve_basis
+from ._checks import positive_int
+from ._defaults import DEFAULT_BATCH_SIZE
 from ._image_scan import ScanReport, scan_layer
 from ._images import ImageSource, load_image
 from ._model import Model, load_model
@@ -35,7 +37,6 @@ from ._spritemap import Spritemap
 from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
 
 DEFAULT_SPRITE_SIZE = 96
-DEFAULT_BATCH_SIZE = 16
 BLANK_COLOUR = (224, 224, 224)
 CROP_RESAMPLE = Image.Resampling.BILINEAR
 TOP_EXAMPLES_KIND = "semdict_onnx.top_examples"
@@ -61,9 +62,8 @@ class TopExamples:
     """
 
     def __init__(self, channels: int, k: int = 1, layer: str | None = None) -> None:
-        if channels < 1 or k < 1:
-            raise OptionError(f"TopExamples needs channels >= 1 and k >= 1, not {channels}, {k}")
-        self.channels, self.k, self.layer = int(channels), int(k), layer
+        self.channels, self.k = positive_int(channels, "channels"), positive_int(k, "k")
+        self.layer = layer
         self.values = np.full((self.channels, self.k), -np.inf, np.float32)
         self.image_ids = np.full((self.channels, self.k), "", object)
         self.rows = np.zeros((self.channels, self.k), np.int32)
@@ -399,10 +399,8 @@ def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
 
 def _tile_size(sprite_size: int, examples: int) -> int:
     """The side of one example's picture when `examples` share a sprite in a square mosaic."""
-    if not isinstance(sprite_size, int) or sprite_size < 1:
-        raise OptionError(f"sprite_size must be a positive integer, not {sprite_size!r}")
-    if not isinstance(examples, int) or examples < 1:
-        raise OptionError(f"examples_per_channel must be a positive integer, not {examples!r}")
+    positive_int(sprite_size, "sprite_size")
+    positive_int(examples, "examples_per_channel")
     tile = sprite_size // math.ceil(math.sqrt(examples))
     if tile < 1:
         raise OptionError(f"{examples} examples do not fit in a {sprite_size} px sprite")
@@ -417,9 +415,8 @@ def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField
     if crop_size is None:
         cap = min(field_.input_size) // 2
         return dataclasses.replace(field_, size=tuple(min(s, cap) for s in field_.size))
-    if not isinstance(crop_size, int) or crop_size < 1:
-        raise OptionError(f"crop_size must be a positive integer, not {crop_size!r}")
-    return dataclasses.replace(field_, size=(crop_size, crop_size))
+    side = positive_int(crop_size, "crop_size")
+    return dataclasses.replace(field_, size=(side, side))
 
 
 def _shrink(image: Image.Image, field_: ReceptiveField, tile: int) -> Image.Image:

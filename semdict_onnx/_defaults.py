@@ -8,3 +8,5 @@ DEFAULT_LAYER = "mixed4d"
 DEFAULT_TOP_K = 4
 # NMF groups fitted on one image, and directions fitted over many (fit_basis).
 DEFAULT_GROUPS = 6
+# Images per model call when many are read (Model.activations, build_spritemap, fit_basis).
+DEFAULT_BATCH_SIZE = 16

@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ._checks import positive_int
 from ._images import IMAGE_SUFFIXES, load_image
-from .errors import DownloadError, ImageError, OptionError
+from .errors import DownloadError, ImageError
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -104,8 +105,7 @@ def scan_layer(
     scan that could read nothing is an ImageError, and skipped images are one warning
     (`stacklevel` as in `warnings.warn`, counted from this generator: 3 is the caller's caller).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise OptionError(f"batch_size must be a positive integer, not {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     model.info.layer(layer)
     items, total = image_sources(images, report)
     bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)

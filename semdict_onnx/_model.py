@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import _providers as providers_module
+from ._defaults import DEFAULT_BATCH_SIZE
 from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from ._metadata import METADATA_KEY, ModelInfo
 from ._paths import default_model_path
@@ -139,7 +140,7 @@ class Model:
         self,
         images: ImageSource | Sequence[ImageSource],
         layers: str | Sequence[str] | None = None,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         size: InputSize = None,
     ) -> dict[str, np.ndarray]:
         """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images.

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from PIL import Image
@@ -23,7 +21,7 @@ from tqdm.auto import tqdm
 from ._bases import NEURONS, NMF_METHOD, Basis, factorize, resolve_basis
 from ._dataset_examples import own_patches_spritemap
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
-from ._images import ImageSource, InputSize, is_url, load_image
+from ._images import ImageSource, InputSize, is_url, load_image, source_name
 from ._model import Model, default_model
 from ._overlays import MAX_GROUP_HUES
 from ._picture import small_image_file
@@ -187,13 +185,8 @@ def _top_classes(probabilities: np.ndarray, info: ModelInfo) -> list[TopClass]:
 
 
 def _title_for(source: object) -> str:
-    """A default title: the file name of a path or URL, else a generic one."""
-    if is_url(source):
-        name = unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
-        return name or source
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
-    return "image"
+    """A default title: the file name of a path or URL (a URL without one: itself), or "image"."""
+    return source_name(source) or (str(source) if is_url(source) else "image")
 
 
 def _basis_specs(

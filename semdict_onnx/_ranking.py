@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ActivationsError, OptionError
+from ._checks import positive_int
+from .errors import ActivationsError
 
 # Up to this top_k, ranking takes k passes of argmax; beyond, a full sort is cheaper.
 ARGMAX_TOP_K = 16
@@ -55,9 +56,8 @@ def top_k_channels(activations: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
 
 def check_top_k(k: object, channels: int, layer: str | None = None) -> None:
     """Refuse a top_k that is not an integer from 1 to the layer's channel count."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= channels:
-        where = f"the {channels} channels of {layer!r}" if layer else f"the {channels} channels"
-        raise OptionError(f"top_k must be an integer from 1 to {channels} ({where}), not {k!r}")
+    where = f"the {channels} channels of {layer!r}" if layer else f"the {channels} channels"
+    positive_int(k, "top_k", most=channels, where=f" ({where})")
 
 
 def strongest_position(activations: np.ndarray) -> tuple[int, int]:

@@ -15,7 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ._bases import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS, NMF_SEED, fit_basis
+from ._bases import NMF_SEED, fit_basis
+from ._defaults import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS
 from .errors import OptionError, SemdictError
 from .spritemap_cli import _positive
 

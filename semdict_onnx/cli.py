@@ -18,7 +18,6 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
@@ -26,6 +25,7 @@ from . import basis_cli, spritemap_cli
 from ._atomic import write_text_atomic
 from ._bases import NEURONS, NMF_METHOD, Basis
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
+from ._images import source_name
 from ._pipeline import semantic_dict
 from ._ranking import check_top_k
 from ._results import SCALES, Gallery, SemanticDict
@@ -126,10 +126,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParse
 
 def page_name(image: str, layer: str, taken: set[str]) -> str:
     """A safe, unused file name for an image's page: <image stem>-<layer>.html."""
-    if image.lower().startswith(("http://", "https://")):
-        stem = Path(unquote(urlsplit(image).path)).stem
-    else:
-        stem = Path(image).stem
+    stem = Path(source_name(image)).stem
     base = _UNSAFE_NAME.sub("_", f"{stem}-{layer}").strip("._-") or "image"
     name, number = f"{base}.html", 1
     while name in taken:

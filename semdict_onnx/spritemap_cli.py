@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 
 from ._bases import Basis
-from ._dataset_examples import DEFAULT_BATCH_SIZE, DEFAULT_SPRITE_SIZE, build_spritemap
+from ._dataset_examples import DEFAULT_SPRITE_SIZE, build_spritemap
+from ._defaults import DEFAULT_BATCH_SIZE
 from ._spritemap import IMAGE_FORMATS, manifest_path_for
 from .errors import OptionError, SemdictError
 

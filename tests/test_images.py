@@ -340,3 +340,19 @@ def test_unreachable_url_is_a_download_error():
     # Port 9 (discard) on loopback: nothing listens there on a test machine.
     with pytest.raises(DownloadError, match="could not fetch image http://127.0.0.1:9/x.png"):
         load_image("http://127.0.0.1:9/x.png")
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("photos/cat.jpg", "cat.jpg"),
+        (Path("photos") / "dog.png", "dog.png"),
+        ("https://h.example/dir/dog%20face.jpeg?x=1", "dog face.jpeg"),
+        ("HTTP://h.example/a/b/", "b"),
+        ("https://h.example", ""),
+        (b"\x89PNG", ""),
+    ],
+)
+def test_source_name_is_the_file_name_a_path_or_url_ends_in(source, name):
+    # One rule for the page's default title and the CLI's page file names.
+    assert images.source_name(source) == name

@@ -225,7 +225,7 @@ def test_bad_images_and_batch_sizes(tiny: Model):
         tiny.activations([random_images(1)[0], np.full((5, 5, 3), 2.0)])
     with pytest.raises(ImageError, match="no images given"):
         tiny.activations([])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, not 0"):
         tiny.activations(random_images(1), batch_size=0)
 
 
