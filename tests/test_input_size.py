@@ -281,7 +281,7 @@ def test_a_card_claiming_sizes_its_graph_does_not_take_is_refused(tmp_path):
 def semdict(*args: object) -> subprocess.CompletedProcess[str]:
     """Run `semdict ARGS...` as a user does."""
     return subprocess.run(
-        [sys.executable, "-m", "semdict_onnx.cli", *map(str, args)],
+        [sys.executable, "-m", "semdict_onnx", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,

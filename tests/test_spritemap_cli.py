@@ -12,7 +12,7 @@ from PIL import Image
 
 from semdict_onnx._spritemap import Spritemap
 
-COMMAND = [sys.executable, "-m", "semdict_onnx.cli", "spritemap"]
+COMMAND = [sys.executable, "-m", "semdict_onnx", "spritemap"]
 
 
 @pytest.fixture(scope="module")
