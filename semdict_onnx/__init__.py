@@ -24,14 +24,11 @@ _PUBLIC_BY_MODULE = {
     "_views": ("BasisView", "TopClass"),
     "_ranking": ("top_k_channels", "strongest_position"),
     "_images": ("load_image", "to_batch"),
-    "_bases": ("Basis", "factorize", "fit_basis"),
+    "_bases": ("Basis",),
+    "_nmf": ("factorize", "fit_basis"),
     "_spritemap": ("Spritemap",),
-    "_dataset_examples": (
-        "TopExamples",
-        "build_spritemap",
-        "scan_examples",
-        "spritemap_from_examples",
-    ),
+    "_dataset_examples": ("build_spritemap", "scan_examples", "spritemap_from_examples"),
+    "_top_examples": ("TopExamples",),
     "_receptive_field": ("receptive_fields",),
 }
 _PUBLIC = {name: module for module, names in _PUBLIC_BY_MODULE.items() for name in names}
@@ -39,9 +36,8 @@ _PUBLIC = {name: module for module, names in _PUBLIC_BY_MODULE.items() for name 
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from ._bases import Basis, factorize, fit_basis  # noqa: F401
+    from ._bases import Basis  # noqa: F401
     from ._dataset_examples import (  # noqa: F401
-        TopExamples,
         build_spritemap,
         scan_examples,
         spritemap_from_examples,
@@ -49,11 +45,13 @@ if TYPE_CHECKING:
     from ._display import show_semantic_dict  # noqa: F401
     from ._images import load_image, to_batch  # noqa: F401
     from ._model import Model, load_model  # noqa: F401
+    from ._nmf import factorize, fit_basis  # noqa: F401
     from ._pipeline import gallery, semantic_dict  # noqa: F401
     from ._ranking import strongest_position, top_k_channels  # noqa: F401
     from ._receptive_field import receptive_fields  # noqa: F401
     from ._results import Gallery, SemanticDict  # noqa: F401
     from ._spritemap import Spritemap  # noqa: F401
+    from ._top_examples import TopExamples  # noqa: F401
     from ._views import BasisView, TopClass  # noqa: F401
 
 

@@ -241,6 +241,11 @@ def load_model(
     return Model(session, _read_info(session, model_path), model_path, speedups=wanted)
 
 
+def as_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """`model` itself, or the model loaded from a path (None: the default file)."""
+    return model if isinstance(model, Model) else load_model(model)
+
+
 @functools.lru_cache(maxsize=1)
 def default_model() -> Model:
     """The model at the default path, loaded once per process (for `model=None`)."""

@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ._bases import NEURONS, NMF_METHOD, Basis, factorize, resolve_basis
+from ._bases import NEURONS, NMF_METHOD, Basis, resolve_basis
 from ._dataset_examples import own_patches_spritemap
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from ._images import ImageSource, InputSize, is_url, load_image, source_name
 from ._model import Model, default_model
+from ._nmf import factorize
 from ._overlays import MAX_GROUP_HUES
 from ._picture import small_image_file
 from ._ranking import check_top_k

@@ -25,7 +25,8 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 import semdict_onnx
-from semdict_onnx._bases import Basis, factorize, fit_basis, resolve_basis
+from semdict_onnx import Basis, factorize, fit_basis
+from semdict_onnx._bases import resolve_basis
 from semdict_onnx._dataset_examples import (
     build_spritemap,
     own_patches_spritemap,

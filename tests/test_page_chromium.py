@@ -37,9 +37,8 @@ from semdict_helpers import (
 )
 from tiny_model import write_tiny_model
 
-from semdict_onnx import _html, _payload, _render
+from semdict_onnx import Basis, _html, _payload, _render, factorize
 from semdict_onnx._atomic import write_text_atomic
-from semdict_onnx._bases import Basis, factorize
 from semdict_onnx._pipeline import gallery, semantic_dict
 from semdict_onnx._results import SemanticDict
 from semdict_onnx._spritemap import Spritemap

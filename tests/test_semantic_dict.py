@@ -23,9 +23,8 @@ from semdict_helpers import (
 )
 from tiny_model import tiny_info, write_tiny_model
 
-from semdict_onnx import _html, _payload, _render, _results
+from semdict_onnx import Basis, _html, _payload, _render, _results, factorize
 from semdict_onnx import _overlays as overlays
-from semdict_onnx._bases import Basis, factorize
 from semdict_onnx._dataset_examples import build_spritemap
 from semdict_onnx._display import show_semantic_dict
 from semdict_onnx._metadata import SpritemapInfo

@@ -13,8 +13,8 @@ import argparse
 import warnings
 from pathlib import Path
 
-from .._bases import NMF_SEED, fit_basis
 from .._defaults import DEFAULT_GROUPS
+from .._nmf import NMF_SEED, fit_basis
 from ..errors import OptionError
 from .args import add_batch_arguments, add_image_folder_arguments, positive_int
 
