@@ -108,11 +108,10 @@ class SessionRunner:
         from ._subgraph import prune
 
         model = onnx.load(self._path)
-        total = len(model.graph.node)
-        prune(model, names)
-        if len(model.graph.node) > (1 - PRUNE_MIN_SHARE) * total:
+        pruned = prune(model, names)
+        if len(pruned.graph.node) > (1 - PRUNE_MIN_SHARE) * len(model.graph.node):
             return None
-        return model.SerializeToString()
+        return pruned.SerializeToString()
 
     def _session_on(
         self, names: Sequence[str] | None, intra_op_threads: int = 0
