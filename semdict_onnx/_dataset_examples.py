@@ -161,7 +161,7 @@ def own_patches_spritemap(
 ) -> Spritemap:
     """One image's own patches: per direction, where its coefficients [rows, cols, k] peak.
 
-    This is how groups fitted on a single image (bases.factorize) get their pictures without
+    This is how groups fitted on a single image (_nmf.factorize) get their pictures without
     running the model again. `input_size` is the (height, width) the image went into the model
     at (default: the model's default size).
     """

@@ -5,7 +5,7 @@ meet at the end of every operator. For a batch of several images it is faster to
 core whole images: a twin session of the same model with one intra-op thread, called from
 one Python thread per core (ONNX Runtime releases the GIL while it runs), each run writing
 its images straight into the batch's output arrays through IO binding; those come from an
-OutputArena (output_arena.py), so memory the caller let go of is reused. Values are bit for
+OutputArena (_output_arena.py), so memory the caller let go of is reused. Values are bit for
 bit those of one run of the whole batch on the machines measured. On GoogLeNet, 2 cores,
 batch 16: see docs/performance.md. It costs a second copy of the weights in memory, made on
 the first batch that uses it; single images never do.

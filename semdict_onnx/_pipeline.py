@@ -2,10 +2,10 @@
 
 `semantic_dict` runs the model on one image (the default model, loaded once per process,
 where none is given), reads the layer in every basis asked for (the neurons; NMF groups of
-this image; a given or fitted dictionary: bases.py), ranks each (_ranking.py), chooses what
-pictures each basis (a spritemap given, the model's public one, or the image's own patches)
-and how its bars are measured, and returns a `SemanticDict` (_results.py). `gallery` does it
-for many images.
+this image; a given or fitted dictionary: _bases.py, _nmf.py), ranks each (_ranking.py),
+chooses what pictures each basis (a spritemap given, the model's public one, or the image's
+own patches) and how its bars are measured, and returns a `SemanticDict` (_results.py).
+`gallery` does it for many images.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def session_options() -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Pool threads stop spinning when a run ends (they still spin within one): without this
     # they burn a core for ~40 ms after every call, which slows whatever runs next, such as
-    # another session of the same model (model.py's pruned ones). Same speed otherwise.
+    # another session of the same model (_runner.py's pruned ones). Same speed otherwise.
     options.add_session_config_entry("session.force_spinning_stop", "1")
     # 3 = errors only: no warnings about nodes placed on CPU by a GPU provider.
     options.log_severity_level = 3

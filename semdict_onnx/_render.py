@@ -7,7 +7,7 @@ the HTML itself, so the page reads without JavaScript, and the script only adds 
 (hover, pin, keys, the basis switch, the group overlay and heat map toggles). One-line
 repeated elements (grid cells, class rows, sprite pictures, buttons, overlay layers) are
 built here; every string goes through _html.py's escaping, and the overlay pictures come
-from overlays.py.
+from _overlays.py.
 """
 
 from __future__ import annotations

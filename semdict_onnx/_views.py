@@ -1,7 +1,7 @@
 """One basis's reading of one image: `BasisView`, and the image's classes: `TopClass`.
 
 A `BasisView` is the per-position top-k ranking of one basis (the neurons, NMF groups of the
-image, or a given or fitted dictionary; see bases.py) with what the page pictures it by, and
+image, or a given or fitted dictionary; see _bases.py) with what the page pictures it by, and
 `to_dict` gives it as plain data. A `SemanticDict` (_results.py) holds one or more of them.
 """
 
