@@ -36,8 +36,8 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from semdict_onnx.atomic import write_text_atomic  # noqa: E402
-from semdict_onnx.images import to_batch  # noqa: E402
+from semdict_onnx._atomic import write_text_atomic  # noqa: E402
+from semdict_onnx._images import to_batch  # noqa: E402
 
 BENCHMARKS = ROOT / "benchmarks"
 WORKER = BENCHMARKS / "bench_worker.py"

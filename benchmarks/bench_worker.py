@@ -81,7 +81,7 @@ def runtime_cases(
     import onnxruntime as ort
 
     from semdict_onnx import load_model, semantic_dict
-    from semdict_onnx.providers import session_options
+    from semdict_onnx._providers import session_options
 
     model = load_model(model_path)
     one, many = images[:1], images
@@ -118,11 +118,11 @@ def variant_cases(
     spec keys: "outputs" (names to compute), "config" (session config entries),
     "intra_op_threads", "parallel" (bool), "level" (a GraphOptimizationLevel name),
     "io_binding" (bool), "per_core" (bool: the batch as one-thread runs, one per core, as
-    semdict_onnx/parallel.py runs CPU batches; "intra_op_threads" is then that of the rest).
+    semdict_onnx/_parallel.py runs CPU batches; "intra_op_threads" is then that of the rest).
     """
     import onnxruntime as ort
 
-    from semdict_onnx.providers import session_options
+    from semdict_onnx._providers import session_options
 
     options = session_options()
     for key, value in spec.get("config", {}).items():
@@ -139,7 +139,7 @@ def variant_cases(
     input_name = session.get_inputs()[0].name
     feed = {input_name: images}
     if spec.get("per_core"):
-        from semdict_onnx.parallel import ParallelRunner, usable_cores
+        from semdict_onnx._parallel import ParallelRunner, usable_cores
 
         options.intra_op_num_threads = 1
         twin = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])

@@ -37,8 +37,8 @@ from bench import GFLOP_PER_IMAGE, bench_images  # noqa: E402
 from optimize import LRN_NODE_SUFFIXES  # noqa: E402
 
 from semdict_onnx import load_model  # noqa: E402
-from semdict_onnx.atomic import write_text_atomic  # noqa: E402
-from semdict_onnx.providers import CPU, CUDA, session_options, with_default_options  # noqa: E402
+from semdict_onnx._atomic import write_text_atomic  # noqa: E402
+from semdict_onnx._providers import CPU, CUDA, session_options, with_default_options  # noqa: E402
 
 AGREEMENT_NEEDED = 0.99
 TOP_K = 4

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from semdict_onnx.dataset_examples import DEFAULT_BATCH_SIZE, build_spritemap
-from semdict_onnx.images import load_image
-from semdict_onnx.model import load_model
+from semdict_onnx._dataset_examples import build_spritemap
+from semdict_onnx._defaults import DEFAULT_BATCH_SIZE
+from semdict_onnx._images import load_image
+from semdict_onnx._model import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
 

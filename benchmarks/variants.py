@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench import SETTLE_S, QuietWaiter, Worker, bench_images, build_replica  # noqa: E402
 from gpu_bench import float16_model, top_k_agreement  # noqa: E402
 
-from semdict_onnx.atomic import write_text_atomic  # noqa: E402
-from semdict_onnx.subgraph import prune  # noqa: E402
+from semdict_onnx._atomic import write_text_atomic  # noqa: E402
+from semdict_onnx._subgraph import prune  # noqa: E402
 
 DEFAULT = "baseline: one run of the batch, LRN rewritten at export (scripts/optimize.py)"
 # (what, model, spec, batch); model: "default", "lrn", "int8", "float16" or "pruned:LAYER".
@@ -57,11 +57,11 @@ VARIANTS = [
     ("int8: static QDQ quantization, per channel", "int8", {}, 1),
     ("float16 (LRN arithmetic kept in float32)", "float16", {}, 1),
     (DEFAULT, "default", {}, 16),
-    ("one-thread runs, one per core (semdict_onnx/parallel.py; the runtime's CPU default)",
+    ("one-thread runs, one per core (semdict_onnx/_parallel.py; the runtime's CPU default)",
      "default", {"per_core": True}, 16),
     ("LRN as tf2onnx writes it (ONNX Runtime's LRN kernel)", "lrn", {}, 16),
     (DEFAULT, "default", {}, 4),
-    ("one-thread runs, one per core (semdict_onnx/parallel.py; the runtime's CPU default)",
+    ("one-thread runs, one per core (semdict_onnx/_parallel.py; the runtime's CPU default)",
      "default", {"per_core": True}, 4),
 ]  # fmt: skip
 
@@ -103,7 +103,7 @@ def int8_model(model: Path, calibration: np.ndarray, out: Path) -> Path:
 
 
 def pruned_model(model: Path, layer: str, out: Path) -> Path:
-    """The model cut down to one layer (semdict_onnx/subgraph.py)."""
+    """The model cut down to one layer (semdict_onnx/_subgraph.py)."""
     onnx.save(prune(onnx.load(str(model)), [layer]), str(out))
     return out
 

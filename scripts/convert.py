@@ -34,8 +34,8 @@ from googlenet import (
 )
 from tf_env import import_tensorflow, import_tf2onnx
 
+from semdict_onnx._metadata import METADATA_KEY, LayerInfo, ModelInfo
 from semdict_onnx.errors import ModelFormatError, SemdictError
-from semdict_onnx.metadata import METADATA_KEY, LayerInfo, ModelInfo
 
 tf = import_tensorflow()
 tf2onnx = import_tf2onnx()

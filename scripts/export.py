@@ -37,11 +37,11 @@ from googlenet import (
     spritemaps,
 )
 
-from semdict_onnx import paths
-from semdict_onnx.atomic import write_bytes_atomic
+from semdict_onnx import _paths as paths
+from semdict_onnx._atomic import write_bytes_atomic
+from semdict_onnx._metadata import InputInfo, LayerInfo, ModelInfo
 from semdict_onnx.download import cached_download, normalize_sha256, sha256_of
 from semdict_onnx.errors import DownloadError, SemdictError
-from semdict_onnx.metadata import InputInfo, LayerInfo, ModelInfo
 
 REPLICA_NAME = "InceptionV1-replica.pb"
 PARITY_IMAGES = 3

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from semdict_onnx import paths
-from semdict_onnx.metadata import SpritemapInfo
+from semdict_onnx import _paths as paths
+from semdict_onnx._metadata import SpritemapInfo
 
 MODELZOO = "https://storage.googleapis.com/modelzoo"
 GRAPHDEF_URL = f"{MODELZOO}/{paths.GRAPHDEF_NAME}"

@@ -56,7 +56,7 @@ else
   "$python" -m pip install --quiet --progress-bar off --upgrade pip
   "$python" -m pip install --quiet --progress-bar off -e . "$ort_spec" \
     tensorflow-cpu tf2onnx pytest
-  if ! "$python" -c "import sys; from semdict_onnx.providers import cuda_problem; \
+  if ! "$python" -c "import sys; from semdict_onnx._providers import cuda_problem; \
 p = cuda_problem(); print(p or 'CUDA provider ready'); sys.exit(1 if p else 0)"; then
     exit 1
   fi

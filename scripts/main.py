@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import semdict_onnx
-from semdict_onnx.atomic import write_text_atomic
-from semdict_onnx.images import IMAGE_SUFFIXES
-from semdict_onnx.model import Model
-from semdict_onnx.paths import default_model_path
-from semdict_onnx.spritemap import Spritemap
+from semdict_onnx._atomic import write_text_atomic
+from semdict_onnx._images import IMAGE_SUFFIXES
+from semdict_onnx._model import Model
+from semdict_onnx._paths import default_model_path
+from semdict_onnx._spritemap import Spritemap
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tf_env import import_tensorflow
 
-from semdict_onnx.atomic import write_bytes_atomic
+from semdict_onnx._atomic import write_bytes_atomic
 
 tf = import_tensorflow()
 

@@ -1,7 +1,11 @@
 """semdict_onnx: semantic dictionaries of a vision network's activations, on ONNX Runtime.
 
-Public names are imported lazily, so `import semdict_onnx` stays light (no onnxruntime,
-no TensorFlow) until a name is used.
+The public API is the names in `__all__`, read from here (`semdict_onnx.semantic_dict`,
+`from semdict_onnx import Basis`), and the exceptions in `semdict_onnx.errors`. Every other
+module is private (its name starts with an underscore) and may change without notice; no
+public name is also the name of a module, so a name always means the same object whichever
+was used first. Names are imported lazily, so `import semdict_onnx` stays light (no
+onnxruntime, no TensorFlow) until one is used. docs/architecture.md maps the modules.
 """
 
 from __future__ import annotations
@@ -11,34 +15,44 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_PUBLIC = {
-    "load_model": "model",
-    "Model": "model",
-    "semantic_dict": "semantic_dict",
-    "show_semantic_dict": "semantic_dict",
-    "SemanticDict": "semantic_dict",
-    "Spritemap": "spritemap",
-    "build_spritemap": "dataset_examples",
-    "fit_basis": "bases",
-    "Basis": "bases",
-    "gallery": "semantic_dict",
-    "Gallery": "semantic_dict",
+# The private module each public name lives in.
+_PUBLIC_BY_MODULE = {
+    "_model": ("Model", "load_model"),
+    "_pipeline": ("semantic_dict", "gallery"),
+    "_display": ("show_semantic_dict",),
+    "_results": ("SemanticDict", "Gallery"),
+    "_views": ("BasisView", "TopClass"),
+    "_ranking": ("top_k_channels", "strongest_position"),
+    "_images": ("load_image", "to_batch"),
+    "_bases": ("Basis",),
+    "_nmf": ("factorize", "fit_basis"),
+    "_spritemap": ("Spritemap",),
+    "_dataset_examples": ("build_spritemap", "scan_examples", "spritemap_from_examples"),
+    "_top_examples": ("TopExamples",),
+    "_receptive_field": ("receptive_fields",),
 }
+_PUBLIC = {name: module for module, names in _PUBLIC_BY_MODULE.items() for name in names}
 
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from .bases import Basis, fit_basis  # noqa: F401
-    from .dataset_examples import build_spritemap  # noqa: F401
-    from .model import Model, load_model  # noqa: F401
-    from .semantic_dict import (  # noqa: F401
-        Gallery,
-        SemanticDict,
-        gallery,
-        semantic_dict,
-        show_semantic_dict,
+    from ._bases import Basis  # noqa: F401
+    from ._dataset_examples import (  # noqa: F401
+        build_spritemap,
+        scan_examples,
+        spritemap_from_examples,
     )
-    from .spritemap import Spritemap  # noqa: F401
+    from ._display import show_semantic_dict  # noqa: F401
+    from ._images import load_image, to_batch  # noqa: F401
+    from ._model import Model, load_model  # noqa: F401
+    from ._nmf import factorize, fit_basis  # noqa: F401
+    from ._pipeline import gallery, semantic_dict  # noqa: F401
+    from ._ranking import strongest_position, top_k_channels  # noqa: F401
+    from ._receptive_field import receptive_fields  # noqa: F401
+    from ._results import Gallery, SemanticDict  # noqa: F401
+    from ._spritemap import Spritemap  # noqa: F401
+    from ._top_examples import TopExamples  # noqa: F401
+    from ._views import BasisView, TopClass  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .atomic import atomic_write, write_text_atomic
+from ._atomic import atomic_write, write_text_atomic
 from .errors import DownloadError
 
 CHUNK_SIZE = 1 << 20

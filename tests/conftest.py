@@ -54,7 +54,7 @@ sys.path.insert(0, str(SCRIPTS))
 def export_code_key() -> str:
     """A short hash of everything that decides the exported replica's bytes."""
     digest = hashlib.sha256()
-    sources = [SCRIPTS / name for name in EXPORT_SCRIPTS] + [ROOT / "semdict_onnx" / "metadata.py"]
+    sources = [SCRIPTS / name for name in EXPORT_SCRIPTS] + [ROOT / "semdict_onnx" / "_metadata.py"]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("tensorflow", "tf2onnx", "onnx", "numpy"):

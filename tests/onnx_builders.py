@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from semdict_onnx.metadata import METADATA_KEY, InputInfo, LayerInfo, ModelInfo
+from semdict_onnx._metadata import METADATA_KEY, InputInfo, LayerInfo, ModelInfo
 
 NCHW = "image_nchw"
 

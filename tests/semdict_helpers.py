@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from semdict_onnx.semantic_dict import SemanticDict
-from semdict_onnx.spritemap import Spritemap
+from semdict_onnx._results import SemanticDict
+from semdict_onnx._spritemap import Spritemap
 
 SPRITE_SIZE = 40
 PER_ROW = 8

@@ -25,15 +25,16 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 import semdict_onnx
-from semdict_onnx.bases import Basis, factorize, fit_basis, resolve_basis
-from semdict_onnx.dataset_examples import (
+from semdict_onnx import Basis, factorize, fit_basis
+from semdict_onnx._bases import resolve_basis
+from semdict_onnx._dataset_examples import (
     build_spritemap,
     own_patches_spritemap,
     scan_examples,
     spritemap_from_examples,
 )
+from semdict_onnx._model import load_model
 from semdict_onnx.errors import SemdictError
-from semdict_onnx.model import load_model
 
 # The planted model's colour channels that can fire, and the colours that fire them.
 LIVE = [RED, GREEN, BLUE, WHITE]

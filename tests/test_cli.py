@@ -13,14 +13,14 @@ import pytest
 from semdict_helpers import numbered_spritemap, picture, reference_top_k
 from tiny_model import write_tiny_model
 
-from semdict_onnx.bases import Basis
-from semdict_onnx.cli import page_name
-from semdict_onnx.model import load_model
+from semdict_onnx._bases import Basis
+from semdict_onnx._cli.pages import page_name
+from semdict_onnx._model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"
 ENTRY_POINT = Path(sys.executable).with_name("semdict")
-COMMAND = [str(ENTRY_POINT)] if ENTRY_POINT.exists() else [sys.executable, "-m", "semdict_onnx.cli"]
+COMMAND = [str(ENTRY_POINT)] if ENTRY_POINT.exists() else [sys.executable, "-m", "semdict_onnx"]
 
 
 def semdict(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -111,6 +111,22 @@ def test_a_missing_model_says_how_to_make_one(tmp_path):
     result = semdict("x.png", "--out", tmp_path, "--model", tmp_path / "none.onnx")
     assert result.returncode == 1
     assert "scripts/export.py" in result.stderr
+
+
+def test_pages_is_the_default_subcommand_however_it_is_written(tiny_path, tmp_path):
+    image, common = EXAMPLES / "chelsea.jpg", ["--layer", "late", "--model", tiny_path]
+    runs = {
+        "short": semdict(image, *common, "--out", tmp_path / "short", "--no-progress"),
+        "explicit": semdict("pages", image, *common, "--out", tmp_path / "explicit"),
+        "options first": semdict("--out", tmp_path / "first", *common, "--no-progress", image),
+    }
+    for how, result in runs.items():
+        assert result.returncode == 0, f"{how}: {result.stderr}"
+    pages = [tmp_path / name / "chelsea-late.html" for name in ("short", "explicit", "first")]
+    assert first_selection(pages[0]) == first_selection(pages[1]) == first_selection(pages[2])
+    for prefix in ([], ["pages"]):
+        bad = semdict(*prefix, image, *common, "--out", tmp_path / "bad", "--top-k", "99")
+        assert bad.returncode == 1 and bad.stderr.startswith("semdict: error: top_k must be")
 
 
 def test_help_lists_the_subcommands_and_dispatches_spritemap():

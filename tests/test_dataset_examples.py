@@ -24,17 +24,16 @@ from onnx_builders import (
 from PIL import Image
 
 import semdict_onnx
-from semdict_onnx.dataset_examples import (
+from semdict_onnx._dataset_examples import (
     BLANK_COLOUR,
-    Example,
-    TopExamples,
     build_spritemap,
     scan_examples,
     spritemap_from_examples,
 )
+from semdict_onnx._model import load_model
+from semdict_onnx._spritemap import Spritemap
+from semdict_onnx._top_examples import Example, TopExamples
 from semdict_onnx.errors import ImageError, SemdictError
-from semdict_onnx.model import load_model
-from semdict_onnx.spritemap import Spritemap
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +302,7 @@ def test_memory_stays_bounded_over_many_images(planted_model):
 
 def test_building_keeps_only_winning_images(planted_model, monkeypatch):
     """build_spritemap on a stream holds shrunk copies of winners' images only."""
-    import semdict_onnx.dataset_examples as module
+    import semdict_onnx._dataset_examples as module
 
     largest = []
     real_kept = module._Kept

@@ -17,9 +17,9 @@ import onnx
 import pytest
 from conftest import ROOT, SCRIPTS
 
+from semdict_onnx._metadata import METADATA_KEY, ModelInfo
 from semdict_onnx.download import cached_download, download, normalize_sha256, sha256_of
 from semdict_onnx.errors import DownloadError
-from semdict_onnx.metadata import METADATA_KEY, ModelInfo
 
 BODY = bytes(range(256)) * 4096 * 3  # 3 MiB: several chunks
 

@@ -13,8 +13,8 @@ import onnx
 import pytest
 from conftest import GOOGLENET_LAYERS, ROOT, SCRIPTS
 
+from semdict_onnx._metadata import METADATA_KEY, ModelInfo
 from semdict_onnx.download import sha256_of
-from semdict_onnx.metadata import METADATA_KEY, ModelInfo
 
 LAYERS = GOOGLENET_LAYERS
 OUTPUT_NAMES = [*LAYERS, "softmax2"]

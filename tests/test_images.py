@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semdict_onnx import images
+from semdict_onnx import _images as images
+from semdict_onnx._images import load_image, to_batch
 from semdict_onnx.errors import DownloadError, ImageError
-from semdict_onnx.images import load_image, to_batch
 
 EXAMPLES = Path(images.__file__).parent / "examples"
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -340,3 +340,19 @@ def test_unreachable_url_is_a_download_error():
     # Port 9 (discard) on loopback: nothing listens there on a test machine.
     with pytest.raises(DownloadError, match="could not fetch image http://127.0.0.1:9/x.png"):
         load_image("http://127.0.0.1:9/x.png")
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("photos/cat.jpg", "cat.jpg"),
+        (Path("photos") / "dog.png", "dog.png"),
+        ("https://h.example/dir/dog%20face.jpeg?x=1", "dog face.jpeg"),
+        ("HTTP://h.example/a/b/", "b"),
+        ("https://h.example", ""),
+        (b"\x89PNG", ""),
+    ],
+)
+def test_source_name_is_the_file_name_a_path_or_url_ends_in(source, name):
+    # One rule for the page's default title and the CLI's page file names.
+    assert images.source_name(source) == name

@@ -41,7 +41,7 @@ def test_image_loading_needs_no_onnxruntime():
     loaded = modules_after(
         """
         import numpy as np
-        from semdict_onnx.images import to_batch
+        from semdict_onnx._images import to_batch
         to_batch(np.zeros((4, 4, 3), np.uint8), 8, 8)
         """
     )

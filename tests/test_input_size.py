@@ -21,11 +21,11 @@ from PIL import Image
 from semdict_helpers import reference_top_k
 
 from semdict_onnx import load_model
+from semdict_onnx._images import check_input_size, input_size_for, to_batch
+from semdict_onnx._metadata import InputInfo, ModelInfo
+from semdict_onnx._pipeline import semantic_dict
+from semdict_onnx._receptive_field import receptive_fields
 from semdict_onnx.errors import ImageError, ModelFormatError
-from semdict_onnx.images import check_input_size, input_size_for, to_batch
-from semdict_onnx.metadata import InputInfo, ModelInfo
-from semdict_onnx.receptive_field import receptive_fields
-from semdict_onnx.semantic_dict import semantic_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"
@@ -281,7 +281,7 @@ def test_a_card_claiming_sizes_its_graph_does_not_take_is_refused(tmp_path):
 def semdict(*args: object) -> subprocess.CompletedProcess[str]:
     """Run `semdict ARGS...` as a user does."""
     return subprocess.run(
-        [sys.executable, "-m", "semdict_onnx.cli", *map(str, args)],
+        [sys.executable, "-m", "semdict_onnx", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -18,9 +18,9 @@ from conftest import GOOGLENET_LAYERS
 from PIL import Image
 
 from semdict_onnx import load_model
+from semdict_onnx._images import to_batch
+from semdict_onnx._model import Model
 from semdict_onnx.errors import ImageError, ModelFormatError, ModelNotFoundError, UnknownLayerError
-from semdict_onnx.images import to_batch
-from semdict_onnx.model import Model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "semdict_onnx" / "examples"
 PHOTOS = sorted(EXAMPLES.glob("*.jpg"))
@@ -225,7 +225,7 @@ def test_bad_images_and_batch_sizes(tiny: Model):
         tiny.activations([random_images(1)[0], np.full((5, 5, 3), 2.0)])
     with pytest.raises(ImageError, match="no images given"):
         tiny.activations([])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, not 0"):
         tiny.activations(random_images(1), batch_size=0)
 
 

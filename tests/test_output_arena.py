@@ -1,4 +1,4 @@
-"""OutputArena (semdict_onnx/output_arena.py): arrays on reusable blocks, reused only when free."""
+"""OutputArena (semdict_onnx/_output_arena.py): arrays on reusable blocks, reused only when free."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gc
 
 import numpy as np
 
-from semdict_onnx.output_arena import OutputArena
+from semdict_onnx._output_arena import OutputArena
 
 SHAPES = [(2, 3, 5), (4, 7), (1,), (2, 2, 2, 3)]
 

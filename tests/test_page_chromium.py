@@ -37,11 +37,12 @@ from semdict_helpers import (
 )
 from tiny_model import write_tiny_model
 
-from semdict_onnx import render
-from semdict_onnx.atomic import write_text_atomic
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.semantic_dict import SemanticDict, TopClass, gallery, semantic_dict
-from semdict_onnx.spritemap import Spritemap
+from semdict_onnx import Basis, _html, _payload, _render, factorize
+from semdict_onnx._atomic import write_text_atomic
+from semdict_onnx._pipeline import gallery, semantic_dict
+from semdict_onnx._results import SemanticDict
+from semdict_onnx._spritemap import Spritemap
+from semdict_onnx._views import TopClass
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -179,7 +180,7 @@ def placed_cell(root, row: int, col: int, rows: int, cols: int) -> dict:
 
 def save(tmp_path: Path, dicts: list[SemanticDict], name: str = "page.html") -> Path:
     """A standalone page of `dicts`."""
-    return write_text_atomic(tmp_path / name, render.render_page(dicts, title=name))
+    return write_text_atomic(tmp_path / name, _render.render_page(dicts, title=name))
 
 
 # --- the real path: model, saved page, hover -------------------------------------------------
@@ -375,7 +376,7 @@ def test_a_remote_spritemap_is_asked_for_by_its_url_only(browser, tmp_path):
     with opened(browser, save(tmp_path, [sd])) as run:
         root = run.root()
         cell(root, 3, 2).hover()
-        size = render.SPRITE_PX
+        size = _payload.SPRITE_PX
         for entry, (channel, _) in zip(
             root.locator(".sd-entry").all(), expected(acts, 4, 3, 2), strict=True
         ):
@@ -410,18 +411,18 @@ def test_javascript_writes_numbers_as_python_predicts(browser, tmp_path):
     values = np.concatenate(
         [random_activations(4, 4, 16, seed=12).ravel(), np.float32([1e-7, 3e-6, 1e21, 0.1, 7])]
     )
-    numbers = render.float32_values(values)
+    numbers = _html.float32_values(values)
     path = write_text_atomic(tmp_path / "numbers.html", "<!doctype html><p>numbers</p>")
     with opened(browser, path) as run:
         written = run.page.evaluate("text => JSON.parse(text).map(String)", json.dumps(numbers))
-    assert written == [render.js_number(n) for n in numbers]
+    assert written == [_html.js_number(n) for n in numbers]
 
 
 # --- safety and isolation --------------------------------------------------------------------
 
 
 def test_hostile_strings_never_execute(browser, tmp_path, tiny_model_path):
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     loaded = []
     for hostile in HOSTILE[:1] + ["'><svg onload=alert(5)>", "a&b<c>"]:
@@ -480,7 +481,7 @@ def test_css_leaks_neither_in_nor_out(browser, tmp_path):
         assert entry.evaluate(style, "display") == "flex"
         assert entry.evaluate(style, "color") != "rgb(255, 0, 0)"
         sprite = root.locator(".sd-sprite").first.bounding_box()
-        assert sprite["width"] == sprite["height"] == render.SPRITE_PX
+        assert sprite["width"] == sprite["height"] == _payload.SPRITE_PX
         stage = root.locator(".sd-stage").bounding_box()
         image = root.locator(".sd-image").bounding_box()
         assert image["width"] == stage["width"] and image["height"] == stage["height"]
@@ -518,7 +519,7 @@ PLACES = {RED: (1, 1), GREEN: (1, 6), BLUE: (6, 2), WHITE: (5, 6)}
 @pytest.fixture(scope="module")
 def planted_model(tmp_path_factory: pytest.TempPathFactory):
     """The planted colour model: layer "blocks", 8x8 positions, one channel per colour."""
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     return load_model(build_planted_model(tmp_path_factory.mktemp("planted") / "planted.onnx"))
 
@@ -664,7 +665,7 @@ WIDE_ROWS, WIDE_COLS = 4, 12
 @pytest.fixture(scope="module")
 def wide_model(tmp_path_factory: pytest.TempPathFactory):
     """The planted colour channels on a wide input (16 x 48 px): a 4 x 12 grid of positions."""
-    from semdict_onnx.model import load_model
+    from semdict_onnx._model import load_model
 
     g = GraphBuilder(WIDE_ROWS * BLOCK, WIDE_COLS * BLOCK)
     mix = g.conv("image_nchw", "mix", PLANTED.reshape(5, 3, 1, 1), PLANTED_BIAS)

@@ -14,8 +14,10 @@ from PIL import Image
 from semdict_helpers import picture
 from tiny_model import write_tiny_model
 
-from semdict_onnx.model import Model, load_model
-from semdict_onnx.semantic_dict import DISPLAY_IMAGE_MAX_PX, SemanticDict, semantic_dict
+from semdict_onnx._model import Model, load_model
+from semdict_onnx._picture import DISPLAY_IMAGE_MAX_PX
+from semdict_onnx._pipeline import semantic_dict
+from semdict_onnx._results import SemanticDict
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "semdict_onnx/examples/astronaut.jpg"
 ORIENTATION = 0x0112

@@ -1,4 +1,4 @@
-"""CPU batches run as one-thread runs per core (semdict_onnx/parallel.py), on the replica.
+"""CPU batches run as one-thread runs per core (semdict_onnx/_parallel.py), on the replica.
 
 The number of cores is set to 3 so that batches split into parallel rounds and a rest on
 any machine; every result is checked against a plain ONNX Runtime session on the same file.
@@ -13,8 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from semdict_onnx import load_model, parallel
-from semdict_onnx.model import Model
+from semdict_onnx import _parallel as parallel
+from semdict_onnx import load_model
+from semdict_onnx._model import Model
 
 CLASS_OUTPUT = "softmax2"
 
@@ -43,6 +44,7 @@ def assert_same(actual: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("count", [7, 3, 2, 1])
 def test_batches_split_over_cores_match_one_plain_run(three_core_model, plain_session, count):
+    assert three_core_model._runner._parallel.workers == 3
     batch = images(count, seed=count)
     names = [*three_core_model.info.layer_names, CLASS_OUTPUT]
     expected = plain_session.run(names, {"image": batch})
@@ -59,9 +61,9 @@ def test_rounds_go_to_a_one_thread_twin_and_single_images_do_not(replica_model_p
         patch.setattr(parallel, "usable_cores", lambda: 2)
         model = load_model(replica_model_path, providers=["CPUExecutionProvider"])
     model.activations(images(1, seed=1), layers="mixed4e")
-    assert model._twins == {}, "a single image must not build the twin session"
+    assert model._runner.twins == {}, "a single image must not build the twin session"
     model.activations(images(2, seed=2), layers="mixed4e")
-    assert len(model._twins) == 1
+    assert len(model._runner.twins) == 1
 
 
 def test_pruned_sessions_get_their_own_twin(three_core_model, plain_session):
@@ -72,8 +74,8 @@ def test_pruned_sessions_get_their_own_twin(three_core_model, plain_session):
     for _ in range(4):
         got = three_core_model.activations(batch, layers="mixed3a", batch_size=6)
         assert_same(got["mixed3a"], expected)
-    pruned = three_core_model._pruned[("mixed3a",)]
-    assert pruned is not None and id(pruned) in three_core_model._twins
+    pruned = three_core_model._runner.pruned[("mixed3a",)]
+    assert pruned is not None and id(pruned) in three_core_model._runner.twins
 
 
 def test_concurrent_callers_each_get_their_own_images(three_core_model, plain_session):

@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 import tiny_model
 
-from semdict_onnx import providers
+from semdict_onnx import _providers as providers
+from semdict_onnx._model import load_model
 from semdict_onnx.errors import ProviderError
-from semdict_onnx.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA_PROBLEM = providers.cuda_problem()
@@ -84,6 +84,29 @@ def test_probe_agrees_with_onnxruntime_and_avoids_its_error_lines(tiny_path: Pat
         assert "[W:onnxruntime" not in ours.stderr
         assert "Failed to" not in ours.stderr
         assert "EP Error" not in ours.stdout + ours.stderr
+
+
+@pytest.mark.skipif(not HAS_CUDA_BUILD, reason="this onnxruntime build has no CUDA provider")
+def test_probe_has_onnxruntime_preload_the_wheels_libraries_quietly(monkeypatch, capsys):
+    calls = []
+
+    def preload(*args, **kwargs):
+        calls.append((args, kwargs))
+        print("Failed to load libcublasLt.so.12")  # what preload_dlls prints for a missing one
+
+    monkeypatch.setattr(ort, "preload_dlls", preload)
+    missing = providers.missing_cuda_libraries.__wrapped__()  # the uncached probe
+    assert calls == [((), {})]
+    assert capsys.readouterr().out == ""
+    assert set(missing) <= set(providers.cuda_library_names())
+
+
+def test_without_preload_dlls_the_probe_uses_the_system_libraries(monkeypatch):
+    monkeypatch.delattr(ort, "preload_dlls", raising=False)  # onnxruntime before 1.21
+    providers.preload_wheel_libraries()
+    assert set(providers.missing_cuda_libraries.__wrapped__()) <= set(
+        providers.cuda_library_names()
+    )
 
 
 def test_default_choice_runs_on_cuda_only_when_cuda_can_run(tiny_path: Path):

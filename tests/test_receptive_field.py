@@ -9,8 +9,8 @@ import pytest
 from onnx import helper, numpy_helper
 from onnx_builders import GraphBuilder
 
+from semdict_onnx._receptive_field import Box, layer_fields_table, receptive_fields
 from semdict_onnx.errors import ModelFormatError, UnknownLayerError
-from semdict_onnx.receptive_field import Box, layer_fields_table, receptive_fields
 
 SIZE = 32
 

@@ -14,7 +14,7 @@ import os
 import pytest
 from conftest import GOOGLENET_LAYERS
 
-from semdict_onnx import providers
+from semdict_onnx import _providers as providers
 
 NAMES = [*GOOGLENET_LAYERS, "softmax2"]
 PROVIDER = os.environ.get("SEMDICT_TEST_PROVIDER") or providers.CPU

@@ -7,7 +7,6 @@ import dataclasses
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +23,18 @@ from semdict_helpers import (
 )
 from tiny_model import tiny_info, write_tiny_model
 
-from semdict_onnx import overlays, render
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.dataset_examples import build_spritemap
+from semdict_onnx import Basis, _html, _payload, _render, _results, factorize
+from semdict_onnx import _overlays as overlays
+from semdict_onnx._dataset_examples import build_spritemap
+from semdict_onnx._display import show_semantic_dict
+from semdict_onnx._metadata import SpritemapInfo
+from semdict_onnx._model import Model, load_model
+from semdict_onnx._pipeline import gallery, semantic_dict
+from semdict_onnx._ranking import strongest_position, top_k_channels
+from semdict_onnx._results import Gallery, SemanticDict
+from semdict_onnx._spritemap import Spritemap
+from semdict_onnx._views import BasisView, TopClass
 from semdict_onnx.errors import ImageError, SemdictError, SpritemapError, UnknownLayerError
-from semdict_onnx.metadata import SpritemapInfo
-from semdict_onnx.model import Model, load_model
-from semdict_onnx.semantic_dict import (
-    BasisView,
-    Gallery,
-    SemanticDict,
-    TopClass,
-    gallery,
-    semantic_dict,
-    show_semantic_dict,
-    strongest_position,
-    top_k_channels,
-)
-from semdict_onnx.spritemap import Spritemap
 
 GROUPS = Basis(np.eye(2, 5, dtype=np.float32), method="nmf", images_seen=1)
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "semdict_onnx/examples/chelsea.jpg")
@@ -141,21 +134,28 @@ def test_top_k_refuses_bad_input_clearly(acts, k, message):
     ],
 )
 def test_js_number_writes_numbers_like_javascript(value, text):
-    assert render.js_number(value) == text
+    assert _html.js_number(value) == text
 
 
 def test_float32_values_read_back_exactly():
     values = random_activations(5, 5, 8, seed=3)
-    shown = render.float32_values(values)
+    shown = _html.float32_values(values)
     np.testing.assert_array_equal(np.asarray(shown, np.float32), values.ravel())
 
 
 def test_embedded_json_cannot_close_its_script_element():
     hostile = "</script><script>alert(1)</script> & \u2028 \u2029 <!--"
-    text = render.json_for_script({"label": hostile})
+    text = _html.json_for_script({"label": hostile})
     for raw in ("<", ">", "&", "\u2028", "\u2029"):
         assert raw not in text
     assert json.loads(text) == {"label": hostile}
+
+
+@pytest.mark.parametrize("name", ["semdict.js", "semdict.css"])
+def test_static_script_and_style_cannot_end_their_elements(name):
+    # Pages inline them in <script> and <style>: a closing tag inside would end the element.
+    text = (Path(_render.__file__).parent / "static" / name).read_text(encoding="utf-8").lower()
+    assert "</script" not in text and "</style" not in text
 
 
 @pytest.mark.parametrize(
@@ -163,12 +163,12 @@ def test_embedded_json_cannot_close_its_script_element():
 )
 def test_image_urls_other_than_http_https_data_image_are_refused(url):
     with pytest.raises(ImageError, match="http, https or data:image"):
-        render.checked_image_url(url)
+        _html.checked_image_url(url)
 
 
 def test_image_urls_http_https_and_data_image_pass():
     for url in ("http://a.example/x.png", "https://a.example/x.jpeg", "data:image/png;base64,AA=="):
-        assert render.checked_image_url(url) == url
+        assert _html.checked_image_url(url) == url
 
 
 def test_first_selection_is_rendered_in_the_html_itself():
@@ -190,7 +190,7 @@ def test_fragments_get_unique_ids_and_pages_include_assets_once():
     sd, _ = synthetic_dict()
     ids = {re.search(r'id="(semdict-[0-9a-f]{32})"', sd.to_html()).group(1) for _ in range(3)}
     assert len(ids) == 3
-    page = render.render_page([sd, synthetic_dict(seed=2)[0]], title="two")
+    page = _render.render_page([sd, synthetic_dict(seed=2)[0]], title="two")
     assert page.count("window.semdictOnnx1.mount(") == 2
     assert page.count("if (window[API])") == 1  # the library itself, once
     assert page.count(".semdict .sd-entry {") == 1
@@ -218,7 +218,7 @@ def test_remote_spritemaps_are_loaded_by_url_and_never_embedded():
     sd, _ = synthetic_dict(spritemap=Spritemap(url, per_row=22, sprite_size=110, channels=40))
     html = sd.to_html()
     sprites = payload_of(html)["bases"][0]["sprites"]
-    assert sprites == {"kind": "remote", "url": url, "per_row": 22, "size": render.SPRITE_PX}
+    assert sprites == {"kind": "remote", "url": url, "per_row": 22, "size": _payload.SPRITE_PX}
     assert "data:image/jpeg;base64" in html  # the image itself
     assert html.count(f'src="{url}"') == sd.top_k
 
@@ -242,7 +242,7 @@ def test_hostile_strings_are_escaped_everywhere():
         top_classes=[TopClass(1, hostile, 0.5)],
         sprite_note=hostile,
     )
-    for html in (sd.to_html(), render.render_page([sd])):
+    for html in (sd.to_html(), _render.render_page([sd])):
         assert "<img src=x" not in html
         assert "<script>alert" not in html
         assert html.count("&lt;img src=x onerror=alert(1)&gt;") >= 4
@@ -257,7 +257,7 @@ def test_save_writes_a_whole_page_atomically(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("rendering failed")
 
-    monkeypatch.setattr(render, "render_page", broken)
+    monkeypatch.setattr(_results, "render_page", broken)
     with pytest.raises(RuntimeError):
         sd.save(tmp_path / "other.html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html"]
@@ -358,11 +358,11 @@ def test_a_real_model_gets_its_public_spritemap_by_url_or_a_note(tmp_path):
     assert "the model names no spritemap for early" in without.to_html()
 
 
-def test_show_semantic_dict_says_clearly_when_ipython_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "IPython", None)
-    monkeypatch.setitem(sys.modules, "IPython.display", None)
-    with pytest.raises(SemdictError, match="IPython, which is not installed"):
-        show_semantic_dict(EXAMPLE)
+def test_show_semantic_dict_outside_a_notebook_displays_through_ipython(tiny, capsys):
+    # IPython is a dependency: without a running shell its display() prints the repr.
+    result = show_semantic_dict(EXAMPLE, "late", tiny)
+    assert isinstance(result, SemanticDict)
+    assert capsys.readouterr().out.strip() == repr(result)
 
 
 # --- bases, bar scales, heat map, galleries, export -----------------------------------------
@@ -503,11 +503,11 @@ def test_dataset_spritemaps_picture_their_basis_and_give_typical_maxima(planted,
     data = payload_of(sd.to_html())
     first = data["bases"][0]
     assert first["scale"] == "dataset" and first["ref"] is None
-    assert first["refs"] == render.float32_values(neurons.typical)
+    assert first["refs"] == _html.float32_values(neurons.typical)
     assert "typical maximum over the 3 images of its spritemap" in first["note"]
     channel, value = sd.entries(*sd.start)[0]  # red at its own maximum: a full bar, 100%
     assert channel == RED
-    assert render.bar_parts(value, first["refs"][RED], False) == ("100.00", 100, "100%")
+    assert _html.bar_parts(value, first["refs"][RED], False) == ("100.00", 100, "100%")
     with pytest.raises(SpritemapError, match="not among those asked for"):
         semantic_dict(target, "blocks", planted, spritemap=[given_sprites])
     with pytest.raises(SpritemapError, match="basis= does not ask for the neurons"):
@@ -525,17 +525,17 @@ def test_raw_scale_shares_one_full_bar_across_a_page_and_says_so():
     large.views[0].values *= 3  # a stronger image
     alone = payload_of(small.to_html())["bases"][0]
     assert alone["scale"] == "raw" and alone["ref"] == alone["max"]
-    page = render.render_page([small, large])
+    page = _render.render_page([small, large])
     first, second = (
         json.loads(m)["bases"][0] for m in re.findall(r'class="sd-data">(.*?)</script>', page)
     )
     assert first["ref"] == second["ref"] == second["max"] > first["max"]
-    assert f"a full bar is {render.js_number(second['ref'])}, the largest" in first["note"]
+    assert f"a full bar is {_html.js_number(second['ref'])}, the largest" in first["note"]
     row, col = small.start
     channel, value = small.entries(row, col)[0]
-    html = render.render_fragment(small, raw=render.raw_references([small, large]))
+    html = _render.render_fragment(small, raw=_payload.raw_references([small, large]))
     label = re.findall(r'<span class="sd-percent">([^<]+)</span>', html)[0]
-    assert label == render.js_number(render.js_round(value * 100) / 100)  # the raw value
+    assert label == _html.js_number(_html.js_round(value * 100) / 100)  # the raw value
     image = payload_of(synthetic_dict(seed=23)[0].to_html())["bases"][0]
     assert image["scale"] == "image" and "relative to this image's largest" in image["note"]
 
@@ -550,8 +550,8 @@ def test_raw_scale_shares_one_full_bar_across_a_page_and_says_so():
     ],
 )
 def test_bar_parts_round_like_javascript(value, reference, raw, parts):
-    assert render.bar_parts(value, reference, raw) == parts
-    assert render.js_round(-2.5) == -2 and render.js_round(0.49999999999999994) == 0
+    assert _html.bar_parts(value, reference, raw) == parts
+    assert _html.js_round(-2.5) == -2 and _html.js_round(0.49999999999999994) == 0
 
 
 def test_heat_map_is_the_total_activation_with_rows_and_columns_kept():

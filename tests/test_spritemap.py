@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semdict_onnx._metadata import InputInfo, LayerInfo, ModelInfo, SpritemapInfo
+from semdict_onnx._spritemap import Spritemap, manifest_path_for
 from semdict_onnx.errors import SemdictError, SpritemapError, UnknownLayerError
-from semdict_onnx.metadata import InputInfo, LayerInfo, ModelInfo, SpritemapInfo
-from semdict_onnx.spritemap import Spritemap, manifest_path_for
 
 SIZE = 8
 PER_ROW = 4

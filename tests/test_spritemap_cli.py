@@ -10,9 +10,9 @@ import pytest
 from onnx_builders import DEAD, MODEL_SIZE, RED, build_planted_model, square
 from PIL import Image
 
-from semdict_onnx.spritemap import Spritemap
+from semdict_onnx._spritemap import Spritemap
 
-COMMAND = [sys.executable, "-m", "semdict_onnx.cli", "spritemap"]
+COMMAND = [sys.executable, "-m", "semdict_onnx", "spritemap"]
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from semdict_onnx import model as model_module
-from semdict_onnx.model import load_model
-from semdict_onnx.subgraph import prune
+from semdict_onnx import _runner
+from semdict_onnx._model import load_model
+from semdict_onnx._subgraph import prune
 
 CPU = ["CPUExecutionProvider"]
 
@@ -44,19 +44,19 @@ def test_pruning_to_an_unknown_output_is_an_error(replica_model_path):
 @pytest.fixture
 def eager_pruning(monkeypatch):
     """Prune an output set from the first image on."""
-    monkeypatch.setattr(model_module, "PRUNE_AFTER_IMAGES", 1)
+    monkeypatch.setattr(_runner, "PRUNE_AFTER_IMAGES", 1)
 
 
 def test_model_switches_to_a_pruned_session_with_the_same_values(replica_model_path, monkeypatch):
-    monkeypatch.setattr(model_module, "PRUNE_AFTER_IMAGES", 4)
+    monkeypatch.setattr(_runner, "PRUNE_AFTER_IMAGES", 4)
     reference = load_model(replica_model_path, providers=CPU)._session
     model = load_model(replica_model_path, providers=CPU)
     x = images(3, seed=1)
     expected = reference.run(["mixed4a"], {"image": x})[0]
     first = model.activations(x, layers="mixed4a")  # 3 images: below the threshold
-    assert model._pruned == {}
+    assert model._runner.pruned == {}
     second = model.activations(x, layers=["mixed4a"])  # 6 in all: pruned from here on
-    session = model._pruned[("mixed4a",)]
+    session = model._runner.pruned[("mixed4a",)]
     assert [output.name for output in session.get_outputs()] == ["mixed4a"]
     third = model.activations(x, layers="mixed4a")
     for result in (first, second, third):
@@ -68,15 +68,15 @@ def test_sets_that_need_most_of_the_network_keep_the_full_session(
 ):
     model = load_model(replica_model_path, providers=CPU)
     model.activations(images(1), layers=list(model.layers))  # only the class head left out
-    assert model._pruned == {tuple(sorted(model.layers)): None}
+    assert model._runner.pruned == {tuple(sorted(model.layers)): None}
 
 
 def test_at_most_max_pruned_sets(replica_model_path, eager_pruning):
     model = load_model(replica_model_path, providers=CPU)
-    names = list(model.layers)[: model_module.MAX_PRUNED + 2]
+    names = list(model.layers)[: _runner.MAX_PRUNED + 2]
     for name in names:
         model.activations(images(1), layers=name)
-    assert list(model._pruned) == [(name,) for name in names[: model_module.MAX_PRUNED]]
+    assert list(model._runner.pruned) == [(name,) for name in names[: _runner.MAX_PRUNED]]
 
 
 def test_threads_share_one_pruned_session(replica_model_path, eager_pruning):
@@ -95,6 +95,6 @@ def test_threads_share_one_pruned_session(replica_model_path, eager_pruning):
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 6 and list(model._pruned) == [("mixed3a",)]
+    assert len(results) == 6 and list(model._runner.pruned) == [("mixed3a",)]
     for result in results:
         np.testing.assert_array_equal(result, expected)

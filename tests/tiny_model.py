@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from semdict_onnx.metadata import METADATA_KEY, InputInfo, LayerInfo, ModelInfo
+from semdict_onnx._metadata import METADATA_KEY, InputInfo, LayerInfo, ModelInfo
 
 INPUT_NAME = "pixels_in"
 HEIGHT, WIDTH = 20, 16

@@ -2,27 +2,30 @@
 
 Order of choice: an explicit `providers` list is honoured (and every provider in it must
 really start, else ProviderError); otherwise CUDA when this onnxruntime build has it and
-its libraries load, else CPU. The CUDA libraries are probed with ctypes *before* asking
-onnxruntime, because onnxruntime-gpu prints red error lines and silently falls back to
-CPU when they are missing. The probe also preloads the libraries shipped in NVIDIA's pip
-wheels (nvidia-*), which onnxruntime would not find on its own.
+its libraries load, else CPU. The CUDA libraries are probed *before* asking onnxruntime,
+because onnxruntime-gpu prints red error lines and silently falls back to CPU when they are
+missing. The probe first has `onnxruntime.preload_dlls()` load the libraries shipped in
+NVIDIA's pip wheels (nvidia-*), which onnxruntime would not find on its own, then asks the
+system loader (ctypes) for each library by name, to name the ones that are missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.metadata
+import io
 import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from .errors import ProviderError
+from .errors import ProviderError, ProviderWarning
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -49,11 +52,19 @@ CUDNN_MAJOR = "9"
 # demand; ("CUDAExecutionProvider", {"use_tf32": "1"}) trades that for speed.
 CUDA_DEFAULT_OPTIONS = {"use_tf32": "0"}
 
+# What ONNX Runtime raises for a file it cannot load as a model.
+LOAD_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoModel,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
+
 ProviderSpec = str | tuple[str, dict[str, Any]]
-
-
-class ProviderWarning(UserWarning):
-    """A provider setup that works but is probably not what the user wants."""
 
 
 def session_options() -> ort.SessionOptions:
@@ -63,7 +74,7 @@ def session_options() -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Pool threads stop spinning when a run ends (they still spin within one): without this
     # they burn a core for ~40 ms after every call, which slows whatever runs next, such as
-    # another session of the same model (model.py's pruned ones). Same speed otherwise.
+    # another session of the same model (_runner.py's pruned ones). Same speed otherwise.
     options.add_session_config_entry("session.force_spinning_stop", "1")
     # 3 = errors only: no warnings about nodes placed on CPU by a GPU provider.
     options.log_severity_level = 3
@@ -92,25 +103,29 @@ def cuda_library_names() -> list[str]:
     ]
 
 
-def _wheel_library_paths(name: str) -> list[Path]:
-    """Copies of library `name` inside NVIDIA's pip wheels (site-packages/nvidia/*/lib or bin)."""
-    found = []
-    for entry in sys.path:
-        nvidia = Path(entry or ".") / "nvidia"
-        if nvidia.is_dir():
-            found += sorted(nvidia.glob(f"*/lib/{name}")) + sorted(nvidia.glob(f"*/bin/**/{name}"))
-    return found
+def preload_wheel_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of NVIDIA's pip wheels, where there are any.
+
+    onnxruntime.preload_dlls() (onnxruntime 1.21 and later) does it; it prints a line for
+    each library it cannot find, which `cuda_problem` says better, so its output is kept
+    quiet. Older onnxruntime builds use the system's libraries only.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.suppress(OSError, RuntimeError):
+            preload()
 
 
-def _load_library(name: str) -> bool:
-    """Load `name` from an NVIDIA wheel or the system search path; True when it loaded."""
-    for candidate in [*map(str, _wheel_library_paths(name)), name]:
-        try:
-            ctypes.CDLL(candidate)
-            return True
-        except OSError:
-            continue
-    return False
+def _loads(name: str) -> bool:
+    """True when the system loader finds library `name` (or has it loaded already)."""
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,7 +133,8 @@ def missing_cuda_libraries() -> tuple[str, ...]:
     """The CUDA libraries that cannot be loaded here (empty when CUDA can run); cached."""
     if CUDA not in ort.get_available_providers():
         return ()
-    return tuple(name for name in cuda_library_names() if not _load_library(name))
+    preload_wheel_libraries()
+    return tuple(name for name in cuda_library_names() if not _loads(name))
 
 
 def cuda_problem() -> str | None:

@@ -1,12 +1,13 @@
 """Dataset examples: for each channel of a layer, the image patches that excite it most.
 
 `build_spritemap` runs the model over many images in batches and keeps, per channel, a
-bounded running top list of (activation, image, row, col) in a `TopExamples`, which merges
-exactly with the top lists of other image sets (split a dataset across processes with
-`scan_examples`, merge, then `spritemap_from_examples`). Each winner's picture is the patch of
-its source image that the position sees (the layer's receptive field, clipped to the image),
-resized to the sprite size. A channel that never fires (never above 0) gets a blank sprite
-and is listed as dead in the manifest. With a `basis` (bases.py) the same is done per
+bounded running top list of (activation, image, row, col) in a `TopExamples`
+(_top_examples.py), which merges exactly with the top lists of other image sets (split a
+dataset across processes with `scan_examples`, merge, then `spritemap_from_examples`). Each
+winner's picture is the patch of its source image that the position sees (the layer's
+receptive field, clipped to the image), resized to the sprite size. A channel that never
+fires (never above 0) gets a blank sprite and is listed as dead in the manifest. With a
+`basis` (_bases.py) the same is done per
 direction, ranking positions by their projection onto it instead of by one channel;
 `own_patches_spritemap` does it for one image whose coefficients are already known.
 """
@@ -14,209 +15,29 @@ direction, ranking positions by their projection onto it instead of by one chann
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .atomic import write_text_atomic
-from .bases import NEURONS, Basis, resolve_basis
-from .errors import DownloadError, ImageError, SemdictError
-from .image_scan import ScanReport, scan_layer
-from .images import ImageSource, load_image
-from .model import Model, load_model
-from .receptive_field import ReceptiveField, receptive_fields
-from .spritemap import Spritemap
+from ._bases import NEURONS, Basis, resolve_basis
+from ._checks import positive_int
+from ._defaults import DEFAULT_BATCH_SIZE
+from ._image_scan import ScanReport, scan_layer
+from ._images import ImageSource, load_image
+from ._model import Model, as_model
+from ._receptive_field import ReceptiveField, receptive_fields
+from ._spritemap import Spritemap
+from ._top_examples import TopExamples
+from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
 
 DEFAULT_SPRITE_SIZE = 96
-DEFAULT_BATCH_SIZE = 16
 BLANK_COLOUR = (224, 224, 224)
 CROP_RESAMPLE = Image.Resampling.BILINEAR
-TOP_EXAMPLES_KIND = "semdict_onnx.top_examples"
-TOP_EXAMPLES_SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class Example:
-    """One winning position: its activation, the image it is in, and its row and column."""
-
-    value: float
-    image_id: str
-    row: int
-    col: int
-
-
-class TopExamples:
-    """Per channel, the `k` strongest positive activations seen so far, in a fixed-size state.
-
-    Ties are broken by image id, then row, then column, so the result over a set of images does
-    not depend on their order or on how they were split: merging the states of disjoint image
-    sets gives exactly the state over their union.
-    """
-
-    def __init__(self, channels: int, k: int = 1, layer: str | None = None) -> None:
-        if channels < 1 or k < 1:
-            raise SemdictError(f"TopExamples needs channels >= 1 and k >= 1, not {channels}, {k}")
-        self.channels, self.k, self.layer = int(channels), int(k), layer
-        self.values = np.full((self.channels, self.k), -np.inf, np.float32)
-        self.image_ids = np.full((self.channels, self.k), "", object)
-        self.rows = np.zeros((self.channels, self.k), np.int32)
-        self.cols = np.zeros((self.channels, self.k), np.int32)
-        self.images_seen = 0
-
-    def update(self, acts: np.ndarray, image_ids: Sequence[str]) -> None:
-        """Fold in a batch of activations [N, H, W, channels] of the images `image_ids`."""
-        if acts.ndim != 4 or acts.shape[3] != self.channels or acts.shape[0] != len(image_ids):
-            raise SemdictError(
-                f"update needs activations [N, H, W, {self.channels}] for N image ids, "
-                f"got {acts.shape} for {len(image_ids)} ids"
-            )
-        count, height, width, _ = acts.shape
-        flat = acts.reshape(-1, self.channels)
-        positions = flat.shape[0]
-        if self.k == 1:
-            kth = flat.max(axis=0)
-        elif positions > self.k:
-            kth = np.partition(flat, positions - self.k, axis=0)[positions - self.k]
-        else:
-            kth = flat.min(axis=0)
-        threshold = np.maximum(kth, self.values[:, -1])
-        position, channel = np.nonzero((flat >= threshold) & (flat > 0))
-        ids = np.asarray(list(image_ids), object)[position // (height * width)]
-        candidates = (
-            channel,
-            flat[position, channel],
-            ids,
-            (position // width) % height,
-            position % width,
-        )
-        self._keep_best(_concat(self._entries(), candidates))
-        self.images_seen += count
-
-    def merge(self, other: TopExamples) -> TopExamples:
-        """A new state equal to the one over both states' images (which must be disjoint)."""
-        if (self.channels, self.k, self.layer) != (other.channels, other.k, other.layer):
-            raise SemdictError(
-                f"cannot merge top examples of layer {other.layer!r} ({other.channels} channels, "
-                f"k={other.k}) into layer {self.layer!r} ({self.channels} channels, k={self.k})"
-            )
-        merged = TopExamples(self.channels, self.k, self.layer)
-        merged._keep_best(_concat(self._entries(), other._entries()))
-        merged.images_seen = self.images_seen + other.images_seen
-        return merged
-
-    def examples(self, channel: int) -> list[Example]:
-        """The winners of `channel`, strongest first (empty for a dead channel)."""
-        filled = np.nonzero(np.isfinite(self.values[channel]))[0]
-        return [
-            Example(
-                value=float(self.values[channel, i]),
-                image_id=str(self.image_ids[channel, i]),
-                row=int(self.rows[channel, i]),
-                col=int(self.cols[channel, i]),
-            )
-            for i in filled
-        ]
-
-    @property
-    def dead(self) -> list[int]:
-        """Channels that were never above 0 on any position of any image."""
-        return [int(c) for c in np.nonzero(~np.isfinite(self.values[:, 0]))[0]]
-
-    def referenced_ids(self) -> set[str]:
-        """The image ids that hold at least one winner."""
-        return set(self.image_ids[np.isfinite(self.values)].tolist())
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data; `from_dict` restores it exactly."""
-        return {
-            "kind": TOP_EXAMPLES_KIND,
-            "schema": TOP_EXAMPLES_SCHEMA,
-            "layer": self.layer,
-            "channels": self.channels,
-            "k": self.k,
-            "images_seen": self.images_seen,
-            "examples": [
-                [[e.value, e.image_id, e.row, e.col] for e in self.examples(c)]
-                for c in range(self.channels)
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TopExamples:
-        """The state `to_dict` wrote."""
-        if data.get("kind") != TOP_EXAMPLES_KIND or data.get("schema") != TOP_EXAMPLES_SCHEMA:
-            raise SemdictError(
-                f"not version-{TOP_EXAMPLES_SCHEMA} top examples; write them with TopExamples.save"
-            )
-        try:
-            state = cls(data["channels"], data["k"], data["layer"])
-            state.images_seen = int(data["images_seen"])
-            if len(data["examples"]) != state.channels:
-                raise ValueError(f"{len(data['examples'])} example lists for {state.channels}")
-            for channel, entries in enumerate(data["examples"]):
-                for i, (value, image_id, row, col) in enumerate(entries[: state.k]):
-                    state.values[channel, i] = value
-                    state.image_ids[channel, i] = str(image_id)
-                    state.rows[channel, i], state.cols[channel, i] = row, col
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SemdictError(f"malformed top examples ({exc})") from exc
-        return state
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the state as JSON, atomically."""
-        return write_text_atomic(path, json.dumps(self.to_dict()) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> TopExamples:
-        """Read a state `save` wrote."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SemdictError(f"cannot read top examples from {str(path)!r} ({exc})") from exc
-        return cls.from_dict(data)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TopExamples):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    def _entries(self) -> tuple[np.ndarray, ...]:
-        """The filled slots as (channel, value, image id, row, col) arrays."""
-        channel, slot = np.nonzero(np.isfinite(self.values))
-        return (
-            channel,
-            self.values[channel, slot],
-            self.image_ids[channel, slot],
-            self.rows[channel, slot],
-            self.cols[channel, slot],
-        )
-
-    def _keep_best(self, entries: tuple[np.ndarray, ...]) -> None:
-        """Refill the state with the best `k` entries per channel, in the tie-broken order."""
-        channel, value, ids, rows, cols = entries
-        order = np.lexsort((cols, rows, ids.astype(str), -value, channel))
-        channel, value, ids, rows, cols = (a[order] for a in (channel, value, ids, rows, cols))
-        slot = np.arange(len(channel)) - np.searchsorted(channel, channel, side="left")
-        keep = slot < self.k
-        channel, slot = channel[keep], slot[keep]
-        self.values.fill(-np.inf)
-        self.image_ids.fill("")
-        self.values[channel, slot] = value[keep]
-        self.image_ids[channel, slot] = ids[keep]
-        self.rows[channel, slot] = rows[keep]
-        self.cols[channel, slot] = cols[keep]
-
-
-def _concat(*parts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Concatenate entry tuples field by field."""
-    return tuple(np.concatenate([part[i] for part in parts]) for i in range(5))
 
 
 @dataclass
@@ -247,7 +68,7 @@ def build_spritemap(
     `basis` (a Basis or a k x channels array) gives one sprite per direction instead, ranked
     by the projection onto it.
     """
-    model = _as_model(model)
+    model = as_model(model)
     field_ = receptive_fields(model, [layer])[layer]
     crop = _crop_field(field_, crop_size)
     directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
@@ -279,7 +100,7 @@ def scan_examples(
     basis: Basis | np.ndarray | str | None = None,
 ) -> TopExamples:
     """The top examples alone, to split a dataset across processes and `merge` the results."""
-    model = _as_model(model)
+    model = as_model(model)
     directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
     top = TopExamples(directions.k, examples_per_channel, layer)
     _scan(images, model, directions, top, batch_size, progress, None)
@@ -298,13 +119,13 @@ def spritemap_from_examples(
 
     `basis` is the one the examples were scanned with (default: the neurons).
     """
-    model = _as_model(model)
+    model = as_model(model)
     if top.layer is None:
-        raise SemdictError("these top examples do not say their layer; scan with a layer")
+        raise ExamplesError("these top examples do not say their layer; scan with a layer")
     field_ = receptive_fields(model, [top.layer])[top.layer]
     directions = resolve_basis(basis, top.layer, model.info.layer(top.layer).channels)
     if directions.k != top.channels:
-        raise SemdictError(
+        raise ExamplesError(
             f"the top examples have {top.channels} entries per position but the "
             f"{directions.describe()} of layer {top.layer!r} have {directions.k}; use the "
             "model and basis they were scanned with"
@@ -340,16 +161,16 @@ def own_patches_spritemap(
 ) -> Spritemap:
     """One image's own patches: per direction, where its coefficients [rows, cols, k] peak.
 
-    This is how groups fitted on a single image (bases.factorize) get their pictures without
+    This is how groups fitted on a single image (_nmf.factorize) get their pictures without
     running the model again. `input_size` is the (height, width) the image went into the model
     at (default: the model's default size).
     """
-    model = _as_model(model)
+    model = as_model(model)
     field_ = receptive_fields(model, [layer], input_size)[layer]
     crop = _crop_field(field_, crop_size)
     coefficients = np.asarray(coefficients, np.float32)
     if coefficients.shape != (*field_.grid, basis.k):
-        raise SemdictError(
+        raise ActivationsError(
             f"coefficients shaped {coefficients.shape} do not fit layer {layer!r} "
             f"({field_.grid[0]}x{field_.grid[1]} positions) and {basis.k} directions"
         )
@@ -392,20 +213,13 @@ def _scan(
     return report
 
 
-def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
-    """A loaded model from a Model, a path, or None (the default exported model)."""
-    return model if isinstance(model, Model) else load_model(model)
-
-
 def _tile_size(sprite_size: int, examples: int) -> int:
     """The side of one example's picture when `examples` share a sprite in a square mosaic."""
-    if not isinstance(sprite_size, int) or sprite_size < 1:
-        raise SemdictError(f"sprite_size must be a positive integer, not {sprite_size!r}")
-    if not isinstance(examples, int) or examples < 1:
-        raise SemdictError(f"examples_per_channel must be a positive integer, not {examples!r}")
+    positive_int(sprite_size, "sprite_size")
+    positive_int(examples, "examples_per_channel")
     tile = sprite_size // math.ceil(math.sqrt(examples))
     if tile < 1:
-        raise SemdictError(f"{examples} examples do not fit in a {sprite_size} px sprite")
+        raise OptionError(f"{examples} examples do not fit in a {sprite_size} px sprite")
     return tile
 
 
@@ -417,9 +231,8 @@ def _crop_field(field_: ReceptiveField, crop_size: int | None) -> ReceptiveField
     if crop_size is None:
         cap = min(field_.input_size) // 2
         return dataclasses.replace(field_, size=tuple(min(s, cap) for s in field_.size))
-    if not isinstance(crop_size, int) or crop_size < 1:
-        raise SemdictError(f"crop_size must be a positive integer, not {crop_size!r}")
-    return dataclasses.replace(field_, size=(crop_size, crop_size))
+    side = positive_int(crop_size, "crop_size")
+    return dataclasses.replace(field_, size=(side, side))
 
 
 def _shrink(image: Image.Image, field_: ReceptiveField, tile: int) -> Image.Image:

@@ -1,13 +1,9 @@
-"""The `semdict` command: dictionary pages for images, and subcommands such as `spritemap`.
+"""`semdict pages IMAGE... --out DIR` (also plain `semdict IMAGE...`): a page per image.
 
-    semdict IMAGE... --out DIR [--layer mixed4d] [--model PATH] [--top-k 4] [--spritemap PATH]
-                     [--basis neurons|nmf|BASIS.npz]... [--groups 6] [--scale image|raw|dataset]
-                     [--gallery NAME.html] [--tables json|npz] [--size 224|HEIGHTxWIDTH]
-    semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
-    semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
-
-Each subcommand is a module function that adds its parser (setting `run`) to the subparsers;
-`semdict IMAGE...` is short for `semdict pages IMAGE...`. A thin layer over the public API.
+Writes `DIR/<image name>-<layer>.html` per image (names made safe and unique), or one gallery
+page, optionally with each dictionary's top-k tables beside it. A bad image is named on
+stderr and the others still get their pages (exit status 1). A thin layer over
+`semantic_dict`, `SemanticDict.save` and `Gallery`.
 """
 
 from __future__ import annotations
@@ -16,66 +12,40 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
-from . import basis_cli, spritemap_cli
-from .atomic import write_text_atomic
-from .bases import Basis
-from .errors import SemdictError
-from .semantic_dict import (
-    DEFAULT_GROUPS,
-    DEFAULT_LAYER,
-    DEFAULT_TOP_K,
-    NEURON_BASIS,
-    NMF_BASIS,
-    SCALES,
-    Gallery,
-    SemanticDict,
-    check_top_k,
-    semantic_dict,
-)
-from .spritemap import Spritemap
+from .._atomic import write_text_atomic
+from .._bases import NEURONS, NMF_METHOD, Basis
+from .._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
+from .._images import source_name
+from .._model import load_model
+from .._pipeline import semantic_dict
+from .._ranking import check_top_k
+from .._results import SCALES, Gallery, SemanticDict
+from .._spritemap import Spritemap
+from ..errors import OptionError, SemdictError
+from .args import MODEL_HELP, input_size, positive_int
 
-PAGES = "pages"
+NAME = "pages"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _positive(text: str) -> int:
-    """An argparse type: a positive integer."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return int(text)
-
-
-def _input_size(text: str) -> int | tuple[int, int]:
-    """An argparse type: a shorter side (`224`) or a height and width (`224x320`)."""
-    parts = text.lower().split("x")
-    if len(parts) in (1, 2) and all(part.isdigit() and int(part) >= 1 for part in parts):
-        sides = tuple(int(part) for part in parts)
-        return sides[0] if len(sides) == 1 else sides
-    raise argparse.ArgumentTypeError(
-        f"must be a positive integer (the shorter side, keeping the aspect ratio) or "
-        f"HEIGHTxWIDTH such as 224x320, not {text!r}"
-    )
-
-
-def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `pages` (the default subcommand) to the `semdict` command's subparsers."""
     parser = subparsers.add_parser(
-        PAGES,
+        NAME,
         help="write a semantic dictionary page per image (the default: `semdict IMAGE...`)",
         description="Write a standalone semantic dictionary page (HTML) for each image.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or http(s) URLs")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the pages to")
     parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer (default {DEFAULT_LAYER})")
-    parser.add_argument("--model", help="exported ONNX model (default: scripts/export.py's)")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument(
-        "--top-k", type=_positive, default=DEFAULT_TOP_K, help="channels per position"
+        "--top-k", type=positive_int, default=DEFAULT_TOP_K, help="channels per position"
     )
     parser.add_argument(
         "--spritemap",
@@ -93,7 +63,7 @@ def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument(
         "--groups",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_GROUPS,
         help="NMF groups per image (--basis nmf)",
     )
@@ -114,30 +84,20 @@ def add_pages_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument(
         "--size",
-        type=_input_size,
+        type=input_size,
         metavar="S|HxW",
         help="input size: S keeps each image's aspect ratio with shorter side S (the grid then "
         "follows it, e.g. a wide photo gets more columns), HxW is exact; default: the model's "
         "own (224x224 for GoogLeNet), stretching the image",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run_pages)
+    parser.set_defaults(run=run)
     return parser
-
-
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], ...] = (
-    add_pages_parser,
-    spritemap_cli.add_parser,
-    basis_cli.add_parser,
-)
 
 
 def page_name(image: str, layer: str, taken: set[str]) -> str:
     """A safe, unused file name for an image's page: <image stem>-<layer>.html."""
-    if image.lower().startswith(("http://", "https://")):
-        stem = Path(unquote(urlsplit(image).path)).stem
-    else:
-        stem = Path(image).stem
+    stem = Path(source_name(image)).stem
     base = _UNSAFE_NAME.sub("_", f"{stem}-{layer}").strip("._-") or "image"
     name, number = f"{base}.html", 1
     while name in taken:
@@ -150,8 +110,8 @@ def page_name(image: str, layer: str, taken: set[str]) -> str:
 def _bases(names: Sequence[str] | None, layer: str, channels: int) -> list[str | Basis]:
     """The --basis values: "neurons", "nmf", or the basis files they name, checked."""
     bases: list[str | Basis] = []
-    for name in names or [NEURON_BASIS]:
-        if name in (NEURON_BASIS, NMF_BASIS):
+    for name in names or [NEURONS]:
+        if name in (NEURONS, NMF_METHOD):
             bases.append(name)
         else:
             bases.append(Basis.load(name, layer, channels))
@@ -168,25 +128,22 @@ def _write_tables(result: SemanticDict, page: Path, kind: str | None) -> list[Pa
     return []
 
 
-def run_pages(args: argparse.Namespace) -> int:
-    """Write one page per image (or one gallery); 0 when all were written, 1 when any failed."""
-    from .model import load_model
+def run(args: argparse.Namespace) -> int:
+    """Write one page per image (or one gallery); 0 when all were written, 1 when any failed.
 
-    try:
-        model = load_model(args.model)
-        channels = model.info.layer(args.layer).channels
-        check_top_k(args.top_k, channels, args.layer)
-        spritemaps = [Spritemap.load(path) for path in args.spritemap or []]
-        for spritemap in spritemaps:
-            if spritemap.basis == NEURON_BASIS:
-                spritemap.validate_for(args.layer, channels)
-        bases = _bases(args.basis, args.layer, channels)
-        model.input_size_for(model.input_size, args.size)  # a size this model cannot take
-        if args.gallery and Path(args.gallery).name != args.gallery:
-            raise SemdictError(f"--gallery {args.gallery!r} must be a file name, not a path")
-    except SemdictError as exc:
-        print(f"semdict: error: {exc}", file=sys.stderr)
-        return 1
+    A model, layer or option that cannot be used raises before any image is read.
+    """
+    model = load_model(args.model)
+    channels = model.info.layer(args.layer).channels
+    check_top_k(args.top_k, channels, args.layer)
+    spritemaps = [Spritemap.load(path) for path in args.spritemap or []]
+    for spritemap in spritemaps:
+        if spritemap.basis == NEURONS:
+            spritemap.validate_for(args.layer, channels)
+    bases = _bases(args.basis, args.layer, channels)
+    model.input_size_for(model.input_size, args.size)  # a size this model cannot take
+    if args.gallery and Path(args.gallery).name != args.gallery:
+        raise OptionError(f"--gallery {args.gallery!r} must be a file name, not a path")
     options = {"basis": bases, "n_groups": args.groups, "scale": args.scale, "size": args.size}
     written: list[Path] = []
     done: list[SemanticDict] = []
@@ -216,30 +173,3 @@ def run_pages(args: argparse.Namespace) -> int:
     if model.is_replica:
         print(f"note: {model.info.weights_note}")
     return 1 if failed else 0
-
-
-def build_parser() -> tuple[argparse.ArgumentParser, set[str]]:
-    """The `semdict` parser with every subcommand, and the subcommands' names."""
-    parser = argparse.ArgumentParser(
-        prog="semdict",
-        description="Semantic dictionaries of a vision network's activations, on ONNX Runtime.",
-        epilog="`semdict IMAGE... --out DIR` is short for `semdict pages IMAGE... --out DIR`.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(subparsers)
-    return parser, set(subparsers.choices)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `semdict` command line; returns the exit status."""
-    parser, commands = build_parser()
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] not in commands and arguments[0] not in ("-h", "--help"):
-        arguments.insert(0, PAGES)
-    args = parser.parse_args(arguments)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ meet at the end of every operator. For a batch of several images it is faster to
 core whole images: a twin session of the same model with one intra-op thread, called from
 one Python thread per core (ONNX Runtime releases the GIL while it runs), each run writing
 its images straight into the batch's output arrays through IO binding; those come from an
-OutputArena (output_arena.py), so memory the caller let go of is reused. Values are bit for
+OutputArena (_output_arena.py), so memory the caller let go of is reused. Values are bit for
 bit those of one run of the whole batch on the machines measured. On GoogLeNet, 2 cores,
 batch 16: see docs/performance.md. It costs a second copy of the weights in memory, made on
 the first batch that uses it; single images never do.
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from .output_arena import OutputArena
+from ._output_arena import OutputArena
 
 # Images per one-thread run: 1, 2 and 4 measured the same; 1 lets any batch of at least one
 # image per core run this way.
@@ -36,10 +36,13 @@ def usable_cores() -> int:
 
 
 class ParallelRunner:
-    """Runs the leading whole rounds of a batch as one-thread runs on every core at once."""
+    """Runs the leading whole rounds of a batch as one-thread runs on every core at once.
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    `workers` defaults to the cores this process may run on.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = usable_cores() if workers is None else workers
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # Per session, output names and image shape: each output's shape for one image.

@@ -21,8 +21,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
+from ._metadata import METADATA_KEY, ModelInfo
 from .errors import ModelFormatError
-from .metadata import METADATA_KEY, ModelInfo
 
 KERNEL_OPS = {"Conv", "MaxPool", "AveragePool", "LpPool"}
 ELEMENTWISE_OPS = {

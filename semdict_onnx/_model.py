@@ -1,50 +1,33 @@
-"""The runtime model: an exported ONNX file, its model card, and its activations on images.
+"""The runtime model: an exported ONNX file, its model card, its provider, its activations.
 
 `load_model()` opens the file written by `scripts/export.py`, checks that it keeps the
 contract (the input and every layer named in its metadata exist as graph inputs and
-outputs) and picks the execution provider (see providers.py). Every network fact (input
-size and value range, layer names, channel counts, the class output) comes from the
-file's metadata, never from this module. Images go in at the model's default size, or at
-another size where the file allows it (`size=`: see images.input_size_for).
+outputs) and picks the execution provider (_providers.py). Every network fact (input size
+and value range, layer names, channel counts, the class output) comes from the file's
+metadata (_metadata.py), never from this module. `Model.activations` loads images in
+batches (_images.py; at the default size, or another where the file allows it) and hands
+each to a `SessionRunner` (_runner.py), which owns how the session runs it: with the
+speedups, or plainly. `default_model()` is the default file, loaded once per process.
 """
 
 from __future__ import annotations
 
-import collections
+import functools
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from . import providers as providers_module
+from . import _providers as providers_module
+from ._defaults import DEFAULT_BATCH_SIZE
+from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
+from ._metadata import METADATA_KEY, ModelInfo
+from ._paths import default_model_path
+from ._runner import SessionRunner, speedups_wanted
 from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
-from .images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
-from .metadata import METADATA_KEY, ModelInfo
-from .parallel import ParallelRunner, usable_cores
-from .paths import default_model_path
 
-# What ONNX Runtime raises for a file it cannot load as a model.
-_LOAD_ERRORS = (
-    ort_errors.Fail,
-    ort_errors.InvalidArgument,
-    ort_errors.InvalidGraph,
-    ort_errors.InvalidProtobuf,
-    ort_errors.NoModel,
-    ort_errors.NoSuchFile,
-    ort_errors.NotImplemented,
-    ort_errors.RuntimeException,
-)
-# ONNX Runtime computes every node whatever outputs are asked for. An output set asked for
-# PRUNE_AFTER_IMAGES images in all gets a session of its own that computes only it
-# (subgraph.py; bit-identical values; built once, in about as long as a few images take),
-# if that leaves out at least PRUNE_MIN_SHARE of the nodes; at most MAX_PRUNED sets do.
-PRUNE_AFTER_IMAGES = 32
-PRUNE_MIN_SHARE = 0.1
-MAX_PRUNED = 4
 _EXPORT_HINT = (
     "create it with `python scripts/export.py` (downloads Lucid's GoogLeNet once), or "
     "`python scripts/export.py --replica` on a machine without network (random weights, "
@@ -53,21 +36,20 @@ _EXPORT_HINT = (
 
 
 class Model:
-    """An exported network on ONNX Runtime; safe to call from several threads at once."""
+    """An exported network on ONNX Runtime; safe to call from several threads at once.
 
-    def __init__(self, session: ort.InferenceSession, info: ModelInfo, path: Path) -> None:
+    How its session runs batches (with the speedups, or plainly) is _runner.py's concern.
+    """
+
+    def __init__(
+        self, session: ort.InferenceSession, info: ModelInfo, path: Path, *, speedups: bool = True
+    ) -> None:
         self._session = session
         self._info = info
         self._path = path
         low, high = info.input.value_range
         self._input_scale = (float(low), float(high) - float(low))
-        self._lock = threading.Lock()
-        self._images_asked: collections.Counter[tuple[str, ...]] = collections.Counter()
-        self._pruned: dict[tuple[str, ...], ort.InferenceSession | None] = {}
-        # Batches on the CPU run as one-thread runs per core (parallel.py), on twin sessions.
-        cpu = self.provider == "CPUExecutionProvider"
-        self._parallel = ParallelRunner(usable_cores()) if cpu else None
-        self._twins: dict[int, ort.InferenceSession | None] = {}
+        self._runner = SessionRunner(session, path, info.input.name, speedups=speedups)
 
     @property
     def info(self) -> ModelInfo:
@@ -83,6 +65,11 @@ class Model:
     def provider(self) -> str:
         """The execution provider ONNX Runtime really runs this model on."""
         return self._session.get_providers()[0]
+
+    @property
+    def speedups(self) -> bool:
+        """Whether batches run with the speedups (pruned sessions, per-core runs; _runner.py)."""
+        return self._runner.speedups
 
     @property
     def is_replica(self) -> bool:
@@ -128,7 +115,8 @@ class Model:
         return (
             f"<Model {self._info.network} from {str(self._path)!r} on {self.provider}; "
             f"input {height}x{width}; layers {layers}; "
-            f"class output {self._info.class_output}; {weights}>"
+            f"class output {self._info.class_output}; {weights}"
+            f"{'' if self.speedups else '; speedups off'}>"
         )
 
     def _output_names(self, layers: str | Sequence[str] | None) -> list[str]:
@@ -148,71 +136,11 @@ class Model:
                 )
         return list(dict.fromkeys(requested))
 
-    def _session_for(self, names: list[str], images: int) -> ort.InferenceSession:
-        """The session to run `names` on: a pruned one once they have been asked for often."""
-        key = tuple(sorted(names))
-        with self._lock:
-            if key not in self._pruned:
-                self._images_asked[key] += images
-                if self._images_asked[key] < PRUNE_AFTER_IMAGES or len(self._pruned) >= MAX_PRUNED:
-                    return self._session
-                self._pruned[key] = self._session_on(names)
-            return self._pruned[key] or self._session
-
-    def _pruned_model(self, names: Sequence[str]) -> bytes | None:
-        """The model cut down to `names`, or None where that would leave out few nodes."""
-        import onnx
-
-        from .subgraph import prune
-
-        model = onnx.load(self._path)
-        total = len(model.graph.node)
-        prune(model, names)
-        if len(model.graph.node) > (1 - PRUNE_MIN_SHARE) * total:
-            return None
-        return model.SerializeToString()
-
-    def _session_on(
-        self, names: Sequence[str] | None, intra_op_threads: int = 0
-    ) -> ort.InferenceSession | None:
-        """A session like the model's computing `names` only (None: all), else None.
-
-        None where pruning would leave out few nodes, or the file changed since it was loaded.
-        """
-        from google.protobuf.message import DecodeError
-
-        try:
-            model = self._path if names is None else self._pruned_model(names)
-            if model is None:
-                return None
-            return providers_module.session_like(model, self._session, intra_op_threads)
-        except (OSError, ValueError, DecodeError, *_LOAD_ERRORS):
-            return None
-
-    def _twin(self, session: ort.InferenceSession, names: list[str]) -> ort.InferenceSession | None:
-        """A one-thread session computing what `session` computes, made once (parallel.py)."""
-        with self._lock:
-            if id(session) not in self._twins:
-                pruned = None if session is self._session else names
-                self._twins[id(session)] = self._session_on(pruned, intra_op_threads=1)
-            return self._twins[id(session)]
-
-    def _run(
-        self, session: ort.InferenceSession, names: list[str], batch: np.ndarray
-    ) -> list[np.ndarray]:
-        """`names` computed on `batch`; on the CPU, whole rounds of images one per core."""
-        input_name = self._info.input.name
-        parallel = self._parallel is not None and self._parallel.images_in_parallel(len(batch))
-        twin = self._twin(session, names) if parallel else None
-        if twin is None:
-            return session.run(names, {input_name: batch})
-        return self._parallel.run(twin, session, names, input_name, batch)
-
     def activations(
         self,
         images: ImageSource | Sequence[ImageSource],
         layers: str | Sequence[str] | None = None,
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         size: InputSize = None,
     ) -> dict[str, np.ndarray]:
         """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images.
@@ -237,8 +165,7 @@ class Model:
         for batch in batches:
             if (offset, span) != (0.0, 1.0):
                 batch = batch * np.float32(span) + np.float32(offset)
-            session = self._session_for(names, len(batch))
-            for name, value in zip(names, self._run(session, names, batch), strict=True):
+            for name, value in zip(names, self._runner.run(names, batch), strict=True):
                 chunks[name].append(value)
         return {
             name: np.ascontiguousarray(
@@ -288,8 +215,16 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
 def load_model(
     path: str | os.PathLike[str] | None = None,
     providers: Sequence[providers_module.ProviderSpec] | None = None,
+    *,
+    speedups: bool | None = None,
 ) -> Model:
-    """Open an exported ONNX model (default: the file `scripts/export.py` writes)."""
+    """Open an exported ONNX model (default: the file `scripts/export.py` writes).
+
+    `speedups=False` runs every batch as one plain run of the session, without the pruned
+    sessions and per-core runs (for debugging and comparing); None: on unless the
+    environment sets SEMDICT_ONNX_SPEEDUPS=0.
+    """
+    wanted = speedups_wanted(speedups)
     model_path = Path(path).expanduser() if path is not None else default_model_path()
     if not model_path.exists():
         raise ModelNotFoundError(f"no exported model at {model_path}; {_EXPORT_HINT}")
@@ -297,10 +232,21 @@ def load_model(
         raise ModelFormatError(f"{model_path} is a folder, not an ONNX model file")
     try:
         session = providers_module.create_session(model_path, providers)
-    except _LOAD_ERRORS as exc:
+    except providers_module.LOAD_ERRORS as exc:
         raise ModelFormatError(
             f"{model_path} is not an ONNX model ONNX Runtime {ort.__version__} can load "
             f"({str(exc).splitlines()[0]}); if it was cut short or made by another version, "
             f"re-export it: {_EXPORT_HINT}"
         ) from exc
-    return Model(session, _read_info(session, model_path), model_path)
+    return Model(session, _read_info(session, model_path), model_path, speedups=wanted)
+
+
+def as_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """`model` itself, or the model loaded from a path (None: the default file)."""
+    return model if isinstance(model, Model) else load_model(model)
+
+
+@functools.lru_cache(maxsize=1)
+def default_model() -> Model:
+    """The model at the default path, loaded once per process (for `model=None`)."""
+    return load_model()

@@ -4,7 +4,7 @@ Writing a batch's activations into freshly allocated memory costs the kernel's p
 and zeroing on every call (about 0.4 ms per GoogLeNet image, 5% of the model's time, with
 outliers twice that); ONNX Runtime avoids them for its own outputs by keeping freed memory
 in its arena. `OutputArena` does the same for the arrays the runtime writes itself
-(parallel.py): each output array is a view of a block of its own, and when the last view
+(_parallel.py): each output array is a view of a block of its own, and when the last view
 of it is gone (the array, and any slice the caller took of it) the block goes back to the
 arena for the next call. Arrays the caller still holds are never reused, and keeping one
 output keeps only that output's memory, as with ordinary arrays.

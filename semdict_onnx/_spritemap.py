@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .atomic import atomic_write, write_text_atomic
+from ._atomic import atomic_write, write_text_atomic
+from ._bases import NEURONS
+from ._checks import positive_int
+from ._metadata import ModelInfo
 from .errors import SpritemapError
-from .metadata import ModelInfo
 
 MANIFEST_KIND = "semdict_onnx.spritemap"
 MANIFEST_SCHEMA = 1
@@ -53,15 +55,9 @@ class Spritemap:
         layer: str | None = None,
         manifest: dict[str, Any] | None = None,
     ) -> None:
-        for name, value in (
-            ("per_row", per_row),
-            ("sprite_size", sprite_size),
-            ("channels", channels),
-        ):
-            _check_positive(name, value)
-        self.per_row = int(per_row)
-        self.sprite_size = int(sprite_size)
-        self.channels = int(channels)
+        self.per_row = positive_int(per_row, "spritemap per_row", error=SpritemapError)
+        self.sprite_size = positive_int(sprite_size, "spritemap sprite_size", error=SpritemapError)
+        self.channels = positive_int(channels, "spritemap channels", error=SpritemapError)
         self.layer = layer
         self.manifest = manifest
         self._url: str | None = None
@@ -115,7 +111,7 @@ class Spritemap:
     @property
     def basis(self) -> str:
         """What the sprites picture: "neurons" (one per channel) unless the manifest says other."""
-        return str((self.manifest or {}).get("basis", "neurons"))
+        return str((self.manifest or {}).get("basis", NEURONS))
 
     def image(self) -> Image.Image:
         """The whole grid as an RGB PIL image, read once (not for remote spritemaps)."""
@@ -200,7 +196,7 @@ class Spritemap:
             raise SpritemapError(f"the grid and its manifest would both be {str(target)!r}")
         with atomic_write(target, "wb") as handle:
             handle.write(data)
-        write_text_atomic(manifest_path, _manifest_text(manifest))
+        write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
         return target
 
     @classmethod
@@ -216,7 +212,7 @@ class Spritemap:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             if not isinstance(manifest, dict):
-                raise ValueError("not a JSON object")
+                raise SpritemapError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
             raise SpritemapError(
                 f"spritemap manifest {str(manifest_path)!r} is not valid JSON ({exc})"
@@ -263,25 +259,6 @@ class Spritemap:
         )
 
 
-def _manifest_text(manifest: dict[str, Any]) -> str:
-    """JSON with one top-level key per line and one line per item of a list of objects."""
-    lines = []
-    for key, value in manifest.items():
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            items = ",\n".join(f"  {json.dumps(item)}" for item in value)
-            text = f"[\n{items}\n ]"
-        else:
-            text = json.dumps(value)
-        lines.append(f" {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
-def _check_positive(name: str, value: Any) -> None:
-    """Raise unless `value` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise SpritemapError(f"spritemap {name} must be a positive integer, not {value!r}")
-
-
 def _scheme(text: str) -> str:
     """The lower-cased URL scheme of `text` ('' for a plain path)."""
     return urllib.parse.urlsplit(text).scheme.lower()
@@ -307,7 +284,7 @@ def _read_data_url(url: str) -> io.BytesIO:
     header, sep, payload = url.partition(",")
     try:
         if not sep:
-            raise ValueError("no ',' separates the header from the data")
+            raise SpritemapError("no ',' separates the header from the data")
         if header.lower().endswith(";base64"):
             return io.BytesIO(base64.b64decode(payload, validate=True))
         return io.BytesIO(urllib.parse.unquote_to_bytes(payload))

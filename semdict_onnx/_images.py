@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import http.client
 import io
-import numbers
 import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._checks import is_positive_int, positive_int
 from .errors import DownloadError, ImageError
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -54,6 +55,15 @@ def _describe(source: object) -> str:
 def is_url(source: object) -> bool:
     """True for a string that is an http(s) URL."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def source_name(source: object) -> str:
+    """The file name a path or http(s) URL ends in (URLs percent-decoded); '' for others."""
+    if is_url(source):
+        return PurePosixPath(unquote(urlsplit(source).path)).name
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    return ""
 
 
 def fetch_url(url: str) -> bytes:
@@ -246,20 +256,16 @@ def _write_input(array: np.ndarray, height: int, width: int, out: np.ndarray) ->
     np.multiply(array, np.float32(1 / 255), out=out, casting="unsafe")
 
 
-def _is_integer(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_input_size(size: object) -> InputSize:
     """`size` as None, a positive int or a (height, width) pair of them, else a clear error."""
     if size is None:
         return None
-    if _is_integer(size) and size >= 1:
+    if is_positive_int(size):
         return int(size)
     if (
         isinstance(size, (tuple, list))
         and len(size) == 2
-        and all(_is_integer(side) and side >= 1 for side in size)
+        and all(is_positive_int(side) for side in size)
     ):
         return int(size[0]), int(size[1])
     raise ImageError(
@@ -310,8 +316,7 @@ def iter_batches(
     `size` is the (height, width) of every image, or a function giving it from an image's own
     (height, width); every image must then get the first one's size (one call, one grid).
     """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     items = image_list(images)
     first: tuple[int, int] | None = None
     for start in range(0, len(items), batch_size):

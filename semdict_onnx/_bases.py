@@ -4,53 +4,32 @@ A `Basis` is k directions over a layer's channels (a k x channels matrix). Activ
 in it by non-negative least squares: at each position, the non-negative coefficients whose mix
 of the directions comes closest to the activation vector (scipy.optimize.nnls, which works for
 any directions, negative entries and all, and is exact rather than iterative). The neuron basis
-is the identity: its coefficients are the activations themselves.
-
-`factorize` splits one image's activations (positions x channels) into NMF groups with
-scikit-learn's NMF, as in "The Building Blocks of Interpretability"; `fit_basis` fits one
-dictionary over many images with MiniBatchNMF in bounded memory. `Basis.save` and
+is the identity: its coefficients are the activations themselves. `Basis.save` and
 `Basis.load` keep a basis as a small .npz file that names its layer and channel count, which
-are checked when it is used. scikit-learn and scipy are imported only when a basis other than
-the neurons is used, so that dictionaries of neurons start quickly.
+are checked when it is used; `resolve_basis` turns what a user passes into a checked Basis.
+NMF groups and fitted dictionaries are made in _nmf.py. scipy is imported only when a basis
+other than the neurons is used, so that dictionaries of neurons start quickly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .errors import SemdictError
-from .image_scan import ScanReport, scan_layer
-
-if TYPE_CHECKING:
-    from sklearn.decomposition import MiniBatchNMF
-
-    from .model import Model
+from ._atomic import write_bytes_atomic
+from ._checks import positive_int
+from .errors import ActivationsError, BasisError
 
 NEURONS = "neurons"
 NMF_METHOD = "nmf"
 GIVEN = "given"
 METHODS = (NEURONS, NMF_METHOD, GIVEN)
 UNITS = {NEURONS: "channel", NMF_METHOD: "group", GIVEN: "direction"}
-DEFAULT_GROUPS = 6
-DEFAULT_BATCH_SIZE = 16
-NMF_INIT = "nndsvda"
-NMF_SEED = 0
-NMF_MAX_ITER = 400
-NMF_TOL = 1e-4
-MINIBATCH_POSITIONS = 256
-# A group whose share of the factorization (|weights| x |direction|) is below this fraction of
-# the largest group's is empty: NMF had no pattern left to put in it.
-EMPTY_GROUP_SHARE = 1e-6
 FILE_KIND = "semdict_onnx.basis"
 FILE_SCHEMA = 1
 # Above this condition number of the directions' Gram matrix, projection solves the full
@@ -76,21 +55,21 @@ class Basis:
     ) -> None:
         matrix = np.asarray(components)
         if matrix.ndim != 2 or 0 in matrix.shape or not np.issubdtype(matrix.dtype, np.number):
-            raise SemdictError(
+            raise BasisError(
                 f"a basis is a numeric (k x channels) matrix, one direction per row, not "
                 f"{matrix.dtype} {matrix.shape}"
             )
         matrix = matrix.astype(np.float32)
         if not np.isfinite(matrix).all():
-            raise SemdictError("the basis contains NaN or infinity")
+            raise BasisError("the basis contains NaN or infinity")
         empty = np.nonzero(~matrix.any(axis=1))[0]
         if empty.size:
-            raise SemdictError(
+            raise BasisError(
                 f"basis direction(s) {', '.join(map(str, empty[:10]))} are all zeros; "
                 "every direction needs at least one non-zero channel"
             )
         if method not in METHODS:
-            raise SemdictError(f"basis method must be one of {', '.join(METHODS)}, not {method!r}")
+            raise BasisError(f"basis method must be one of {', '.join(METHODS)}, not {method!r}")
         self.components = matrix
         self.components.flags.writeable = False
         self.layer = layer
@@ -101,9 +80,8 @@ class Basis:
     @classmethod
     def neurons(cls, channels: int, layer: str | None = None) -> Basis:
         """The neuron basis of a layer: one direction per channel (the identity)."""
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)):
-            raise SemdictError(f"channels must be a positive integer, not {channels!r}")
-        return cls(np.eye(int(channels), dtype=np.float32), layer=layer, method=NEURONS)
+        size = positive_int(channels, "channels")
+        return cls(np.eye(size, dtype=np.float32), layer=layer, method=NEURONS)
 
     @property
     def k(self) -> int:
@@ -144,7 +122,7 @@ class Basis:
         """Refuse, with a clear error, a basis made for another layer or channel count."""
         if self.channels != channels or (self.layer is not None and self.layer != layer):
             made_for = f"layer {self.layer!r}" if self.layer is not None else "a layer"
-            raise SemdictError(
+            raise BasisError(
                 f"this basis ({self.describe()}) is for {made_for} with {self.channels} "
                 f"channels, but {layer!r} with {channels} channels was asked for; fit one for "
                 f"{layer!r} (fit_basis(images, {layer!r}, k)) or pick the basis's layer"
@@ -158,12 +136,12 @@ class Basis:
         """
         acts = np.asarray(activations, dtype=np.float32)
         if acts.ndim < 1 or acts.shape[-1] != self.channels:
-            raise SemdictError(
+            raise ActivationsError(
                 f"activations shaped {acts.shape} do not end in this basis's {self.channels} "
                 "channels; pass [..., channels] activations of the basis's layer"
             )
         if not np.isfinite(acts).all():
-            raise SemdictError("the activations contain NaN or infinity")
+            raise ActivationsError("the activations contain NaN or infinity")
         if self.method == NEURONS:
             return acts.copy()
         if self._solver is None:
@@ -175,7 +153,7 @@ class Basis:
         """Write the basis as a small .npz file (layer, channels, method, directions) atomically."""
         target = Path(path).expanduser()
         if target.suffix.lower() != ".npz":
-            raise SemdictError(f"a basis is saved as .npz; {target.name!r} does not end in .npz")
+            raise BasisError(f"a basis is saved as .npz; {target.name!r} does not end in .npz")
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer,
@@ -202,14 +180,14 @@ class Basis:
             with np.load(source, allow_pickle=False) as data:
                 fields = {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError) as exc:
-            raise SemdictError(
+            raise BasisError(
                 f"cannot read a basis from {str(source)!r} ({exc}); Basis.load reads the .npz "
                 "files Basis.save and fit_basis write"
             ) from exc
         if fields.get("kind") is None or str(fields["kind"]) != FILE_KIND:
-            raise SemdictError(f"{str(source)!r} is not a basis file written by Basis.save")
+            raise BasisError(f"{str(source)!r} is not a basis file written by Basis.save")
         if int(fields.get("schema", -1)) != FILE_SCHEMA:
-            raise SemdictError(
+            raise BasisError(
                 f"{str(source)!r} is a version-{int(fields.get('schema', -1))} basis file; this "
                 f"version of semdict_onnx reads version {FILE_SCHEMA}: fit it again"
             )
@@ -223,16 +201,16 @@ class Basis:
             )
             declared = int(fields["channels"])
         except KeyError as exc:
-            raise SemdictError(f"basis file {str(source)!r} lacks {exc}") from exc
+            raise BasisError(f"basis file {str(source)!r} lacks {exc}") from exc
         if declared != basis.channels:
-            raise SemdictError(
+            raise BasisError(
                 f"basis file {str(source)!r} says {declared} channels but holds directions over "
                 f"{basis.channels}; the file is damaged: fit it again"
             )
         if channels is not None:
             basis.check_for(layer if layer is not None else str(basis.layer), channels)
         elif layer is not None and basis.layer is not None and basis.layer != layer:
-            raise SemdictError(
+            raise BasisError(
                 f"basis file {str(source)!r} is for layer {basis.layer!r} ({basis.channels} "
                 f"channels), not {layer!r}; fit one for {layer!r} with fit_basis"
             )
@@ -284,160 +262,6 @@ class _NonNegativeSolver:
         return out
 
 
-def factorize(
-    activations: np.ndarray,
-    n_groups: int = DEFAULT_GROUPS,
-    *,
-    layer: str | None = None,
-    seed: int = NMF_SEED,
-) -> tuple[Basis, np.ndarray]:
-    """NMF of one image's [rows, cols, channels] activations: its groups and their coefficients.
-
-    Returns the groups as a Basis (unit-length directions, strongest group first) and the
-    coefficients [rows, cols, k] (its projection of the activations). Groups NMF leaves empty,
-    where the layer holds fewer patterns than asked for, are dropped, so k can be smaller.
-    """
-    from sklearn.decomposition import NMF
-    from sklearn.exceptions import ConvergenceWarning
-
-    acts = np.asarray(activations, dtype=np.float32)
-    if acts.ndim != 3 or 0 in acts.shape:
-        raise SemdictError(
-            f"factorize takes one image's activations [rows, cols, channels], not {acts.shape}"
-        )
-    flat = acts.reshape(-1, acts.shape[2])
-    _check_components(n_groups, min(flat.shape), "n_groups", f"{flat.shape[0]} positions")
-    _check_factorizable(flat)
-    model = NMF(
-        n_components=n_groups,
-        init=NMF_INIT,
-        random_state=seed,
-        max_iter=NMF_MAX_ITER,
-        tol=NMF_TOL,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        weights = model.fit_transform(flat)
-    share = np.linalg.norm(weights, axis=0) * np.linalg.norm(model.components_, axis=1)
-    used = share > EMPTY_GROUP_SHARE * share.max()
-    basis = Basis(
-        _unit_rows(model.components_[used]), layer=layer, method=NMF_METHOD, images_seen=1
-    )
-    coefficients = basis.project(acts)
-    order = np.argsort(-coefficients.reshape(-1, basis.k).sum(axis=0), kind="stable")
-    basis = Basis(basis.components[order], layer=layer, method=NMF_METHOD, images_seen=1)
-    return basis, np.ascontiguousarray(coefficients[..., order])
-
-
-def fit_basis(
-    images: Any,
-    layer: str,
-    n_components: int = DEFAULT_GROUPS,
-    method: str = NMF_METHOD,
-    model: Model | str | os.PathLike[str] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = True,
-    *,
-    passes: int = 1,
-    seed: int = NMF_SEED,
-) -> Basis:
-    """Fit a dictionary of `n_components` NMF directions of `layer` over many images.
-
-    `images` is a folder, a list of paths or any iterable of images, as for build_spritemap.
-    The model runs in batches and every position of every image is a sample, fed to
-    scikit-learn's MiniBatchNMF in shuffled chunks of MINIBATCH_POSITIONS, so memory stays
-    bounded. `passes` > 1 goes over the images again (running the model again) to refine it.
-    """
-    from sklearn.decomposition import MiniBatchNMF
-
-    from .model import Model, load_model
-
-    if method != NMF_METHOD:
-        raise SemdictError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise SemdictError(f"passes must be a positive integer, not {passes!r}")
-    if passes > 1 and isinstance(images, Iterator):
-        raise SemdictError(
-            "passes > 1 reads the images more than once, which a one-shot iterator cannot do; "
-            "pass a folder or a list"
-        )
-    model = model if isinstance(model, Model) else load_model(model)
-    channels = model.info.layer(layer).channels
-    _check_components(n_components, channels, "n_components", f"{layer} has {channels} channels")
-    nmf = MiniBatchNMF(
-        n_components=n_components, init=NMF_INIT, batch_size=MINIBATCH_POSITIONS, random_state=seed
-    )
-    rng = np.random.default_rng(seed)
-    pending = np.empty((0, channels), np.float32)
-    seen = 0
-    for number in range(1, passes + 1):
-        report = ScanReport()
-        desc = f"NMF {layer}" + (f" pass {number}/{passes}" if passes > 1 else "")
-        scan = scan_layer(
-            images, model, layer, report, batch_size=batch_size, progress=progress, desc=desc
-        )
-        for _, acts in scan:
-            pending = np.concatenate([pending, acts.reshape(-1, channels)])
-            pending = pending[rng.permutation(len(pending))]
-            while len(pending) >= MINIBATCH_POSITIONS:
-                _step(nmf, pending[:MINIBATCH_POSITIONS])
-                pending = pending[MINIBATCH_POSITIONS:]
-        seen = report.images_seen
-    if len(pending):
-        _step(nmf, pending)
-    if not hasattr(nmf, "components_"):
-        raise SemdictError(
-            f"the {seen} images have fewer than {n_components} positions where {layer} is not "
-            "all zero, too few to fit that many components; give more images or ask for fewer"
-        )
-    return Basis(_unit_rows(nmf.components_), layer=layer, method=NMF_METHOD, images_seen=seen)
-
-
-def _step(nmf: MiniBatchNMF, samples: np.ndarray) -> None:
-    """One MiniBatchNMF update on the samples (positions x channels) that are not all zero."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    _check_non_negative(samples)
-    samples = samples[samples.any(axis=1)]
-    if len(samples) == 0 or (not hasattr(nmf, "components_") and len(samples) < nmf.n_components):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        nmf.partial_fit(samples)
-
-
-def _check_components(count: Any, most: int, name: str, why: str) -> None:
-    """Refuse a component count that is not an integer from 1 to `most`."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count:
-        raise SemdictError(f"{name} must be a positive integer, not {count!r}")
-    if count > most:
-        raise SemdictError(f"{name}={count} is more than NMF can find here ({why}); ask for fewer")
-
-
-def _check_factorizable(flat: np.ndarray) -> None:
-    """NMF needs non-negative activations that are not all zero."""
-    _check_non_negative(flat)
-    if not flat.any():
-        raise SemdictError("the activations are zero everywhere: there is nothing to factorize")
-
-
-def _check_non_negative(flat: np.ndarray) -> None:
-    """NMF needs non-negative activations."""
-    lowest = float(flat.min())
-    if lowest < 0:
-        raise SemdictError(
-            f"NMF needs non-negative activations, and these go down to {lowest:.4g}; use a "
-            "layer after a ReLU, or a given basis (projected by non-negative least squares)"
-        )
-
-
-def _unit_rows(components: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; rows of (numerically) zero length are dropped."""
-    norms = np.linalg.norm(components, axis=1)
-    keep = norms > EMPTY_GROUP_SHARE * max(float(norms.max()), math.ulp(1.0))
-    return (components[keep] / norms[keep, None]).astype(np.float32)
-
-
 def resolve_basis(spec: Any, layer: str, channels: int) -> Basis:
     """The Basis `spec` names for `layer` (checked against its name and channel count).
 
@@ -453,7 +277,7 @@ def resolve_basis(spec: Any, layer: str, channels: int) -> Basis:
             if spec == NMF_METHOD
             else ""
         )
-        raise SemdictError(
+        raise BasisError(
             f"basis {spec!r} cannot be used here{hint}; pass 'neurons', a Basis "
             "(fit_basis, Basis.load) or a (k x channels) array of directions"
         )
@@ -467,7 +291,7 @@ def _as_matrix(spec: Any, channels: int) -> np.ndarray:
     try:
         matrix = np.asarray(spec, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise SemdictError(
+        raise BasisError(
             f"a basis must be 'neurons', a Basis or a (k x {channels}) array of directions, "
             f"not {type(spec).__name__} ({exc})"
         ) from exc

@@ -9,9 +9,9 @@ of hard-coding GoogLeNet.
 from __future__ import annotations
 
 import json
-import numbers
 from dataclasses import asdict, dataclass, field
 
+from ._checks import is_integer
 from .errors import ImageError, ModelFormatError, UnknownLayerError
 
 METADATA_KEY = "semdict_onnx"
@@ -54,7 +54,7 @@ class InputInfo:
     def check_size(self, height: int, width: int) -> tuple[int, int]:
         """Return (height, width) if this input takes that size, else say what it takes."""
         size = (height, width)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
+        if not all(is_integer(v) for v in size):
             raise ImageError(f"an input size is two integers (height, width), not {size!r}")
         size = (int(height), int(width))
         if size == self.default_size:

@@ -20,11 +20,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import DownloadError, ImageError, SemdictError
-from .images import IMAGE_SUFFIXES, load_image
+from ._checks import positive_int
+from ._images import IMAGE_SUFFIXES, load_image
+from .errors import DownloadError, ImageError
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ._model import Model
 
 MAX_LISTED_SKIPS = 50
 
@@ -104,8 +105,7 @@ def scan_layer(
     scan that could read nothing is an ImageError, and skipped images are one warning
     (`stacklevel` as in `warnings.warn`, counted from this generator: 3 is the caller's caller).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise SemdictError(f"batch_size must be a positive integer, not {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     model.info.layer(layer)
     items, total = image_sources(images, report)
     bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)

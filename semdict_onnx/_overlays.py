@@ -10,12 +10,12 @@ relative to the layer's largest total, on a dark-to-light scale.
 
 from __future__ import annotations
 
-import base64
 import colorsys
-import io
 
 import numpy as np
 from PIL import Image
+
+from ._picture import image_data_uri
 
 MAX_GROUP_HUES = 12
 GROUP_OPACITY = 0.65
@@ -88,6 +88,4 @@ def heat_layer(total: np.ndarray) -> np.ndarray:
 
 def png_data_uri(rgba: np.ndarray) -> str:
     """An RGBA uint8 [rows, cols, 4] array as a PNG data URI (width = cols, height = rows)."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return image_data_uri(Image.fromarray(np.ascontiguousarray(rgba), "RGBA"))

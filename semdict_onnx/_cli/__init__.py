@@ -1,0 +1,1 @@
+"""The `semdict` command line (private): main.py builds the parser, one module per subcommand."""

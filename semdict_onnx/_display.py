@@ -1,0 +1,31 @@
+"""Notebook display: `show_semantic_dict` makes a dictionary and shows it through IPython.
+
+IPython is a dependency of this package; outside a notebook its `display` prints the repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from IPython.display import display
+
+from ._defaults import DEFAULT_LAYER, DEFAULT_TOP_K
+from ._images import ImageSource
+from ._model import Model
+from ._pipeline import SpritemapSpec, semantic_dict
+from ._results import SemanticDict
+
+
+def show_semantic_dict(
+    image: ImageSource,
+    layer: str = DEFAULT_LAYER,
+    model: Model | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    spritemap: SpritemapSpec | Sequence[SpritemapSpec] | None = None,
+    **options: Any,
+) -> SemanticDict:
+    """Like `semantic_dict` (same options), and display the result through IPython."""
+    result = semantic_dict(image, layer, model, top_k, spritemap, **options)
+    display(result)
+    return result
