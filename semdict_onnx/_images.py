@@ -19,7 +19,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -59,8 +59,8 @@ def is_url(source: object) -> bool:
 
 def source_name(source: object) -> str:
     """The file name a path or http(s) URL ends in (URLs percent-decoded); '' for others."""
-    if is_url(source):
-        return PurePosixPath(unquote(urlsplit(source).path)).name
+    if is_url(source):  # the last segment, decoded after the split: %2F stays in the name
+        return unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
     if isinstance(source, (str, os.PathLike)):
         return Path(source).name
     return ""

@@ -19,9 +19,10 @@ from onnx_builders import BLOCK, BLUE, GREEN, MODEL_SIZE, RED, WHITE, build_plan
 from PIL import Image
 from tiny_model import write_tiny_model
 
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.model import load_model
-from semdict_onnx.semantic_dict import semantic_dict
+from semdict_onnx._bases import Basis
+from semdict_onnx._model import load_model
+from semdict_onnx._nmf import factorize
+from semdict_onnx._pipeline import semantic_dict
 
 PURE = {RED: (255, 0, 0), GREEN: (0, 255, 0), BLUE: (0, 0, 255), WHITE: (255, 255, 255)}
 PLACES = {RED: (1, 1), GREEN: (1, 6), BLUE: (6, 2), WHITE: (5, 6)}

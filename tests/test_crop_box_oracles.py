@@ -14,10 +14,10 @@ import pytest
 from onnx_builders import BLUE, GREEN, RED, GraphBuilder, build_planted_model
 from PIL import Image
 
-from semdict_onnx.dataset_examples import build_spritemap
-from semdict_onnx.model import load_model
-from semdict_onnx.receptive_field import Box, receptive_fields
-from semdict_onnx.semantic_dict import semantic_dict
+from semdict_onnx._dataset_examples import build_spritemap
+from semdict_onnx._model import load_model
+from semdict_onnx._pipeline import semantic_dict
+from semdict_onnx._receptive_field import Box, receptive_fields
 
 HEIGHT, WIDTH = 24, 40
 

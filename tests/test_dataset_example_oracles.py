@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from onnx_builders import BLOCK, MODEL_SIZE, RED, build_planted_model
 
-from semdict_onnx.dataset_examples import Example, TopExamples, scan_examples
-from semdict_onnx.model import load_model
+from semdict_onnx._dataset_examples import scan_examples
+from semdict_onnx._model import load_model
+from semdict_onnx._top_examples import Example, TopExamples
 
 CHANNELS = 7
 GRIDS = [(1, 2), (2, 3), (3, 1), (1, 1)]

@@ -32,12 +32,15 @@ from chromium_pages import Opened, basis_button, cell, launched, opened
 from semdict_helpers import numbered_grid, picture, random_activations
 from tiny_model import build_tiny_model, tiny_info
 
-from semdict_onnx import render
-from semdict_onnx.atomic import write_text_atomic
-from semdict_onnx.bases import Basis, factorize
-from semdict_onnx.model import load_model
-from semdict_onnx.semantic_dict import BasisView, SemanticDict, TopClass, gallery, semantic_dict
-from semdict_onnx.spritemap import Spritemap
+from semdict_onnx import _render as render
+from semdict_onnx._atomic import write_text_atomic
+from semdict_onnx._bases import Basis
+from semdict_onnx._model import load_model
+from semdict_onnx._nmf import factorize
+from semdict_onnx._pipeline import gallery, semantic_dict
+from semdict_onnx._results import SemanticDict
+from semdict_onnx._spritemap import Spritemap
+from semdict_onnx._views import BasisView, TopClass
 
 # Quote-only attribute breakouts: in a double-quoted alt= of a loading image, the first runs.
 DOUBLE = 'x" onload="window.__pwned=1'

@@ -23,9 +23,9 @@ import onnxruntime as ort
 import pytest
 from tiny_model import write_tiny_model
 
-from semdict_onnx import providers
-from semdict_onnx.errors import ProviderError
-from semdict_onnx.model import load_model
+from semdict_onnx import _providers as providers
+from semdict_onnx._model import load_model
+from semdict_onnx.errors import ProviderError, ProviderWarning
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="the CUDA library names and wheel layout here are Linux's"
@@ -86,7 +86,9 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
         def cdll(name, *args, **kwargs):
             text = os.fspath(name)
             if "/" in text:  # a file: really loaded, so a broken one really fails
-                return REAL_CDLL(text, *args, **kwargs)
+                library = REAL_CDLL(text, *args, **kwargs)
+                present.add(Path(text).name)  # the loader now knows it by its name
+                return library
             if text in present:
                 return REAL_CDLL(libm, *args, **kwargs)
             raise OSError(f"{text}: cannot open shared object file: No such file or directory")
@@ -95,7 +97,8 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Machine
         monkeypatch.setattr(ctypes, "CDLL", cdll)
         monkeypatch.setattr(ort, "get_available_providers", lambda: list(built))
         monkeypatch.setattr(ort, "cuda_version", "12.8", raising=False)
-        monkeypatch.syspath_prepend(str(site))
+        # onnxruntime.preload_dlls() looks for NVIDIA's wheels beside the onnxruntime package.
+        monkeypatch.setattr(ort, "__file__", str(site / "onnxruntime" / "__init__.py"))
         providers.missing_cuda_libraries.cache_clear()
 
     yield setup
@@ -136,14 +139,14 @@ def test_a_broken_cudnn_wheel_leaves_the_gpu_unused_with_a_warning(machine, tiny
     assert providers.cuda_problem() == (
         f"the CUDA provider cannot load libcudnn.so.9: {providers.CUDA_INSTALL_HINT}"
     )
-    with pytest.warns(providers.ProviderWarning) as caught:
+    with pytest.warns(ProviderWarning) as caught:
         assert providers.default_providers() == [CPU]
     assert len(caught) == 1
     assert str(caught[0].message).startswith(
         "an NVIDIA driver is present but the CUDA provider cannot load libcudnn.so.9, so the "
         "model runs on the CPU; install them with"
     )
-    with pytest.warns(providers.ProviderWarning, match="cannot load libcudnn.so.9"):
+    with pytest.warns(ProviderWarning, match="cannot load libcudnn.so.9"):
         assert load_model(tiny_path).provider == CPU
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semdict_onnx.semantic_dict import top_k_channels
+from semdict_onnx._ranking import top_k_channels
 
 ROWS, COLS, CHANNELS = 14, 14, 528
 ABOVE = float(np.nextafter(np.float32(0.75), np.float32(1)))  # one float32 step above 0.75
