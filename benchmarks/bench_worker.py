@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 WARMUP_CALLS = 2
 # The network's pixel values: 255 * x - 117 for an image x in [0, 1] (the facts file).
 NETWORK_SCALE, NETWORK_OFFSET = 255.0, -117.0
@@ -37,8 +36,7 @@ def tensorflow_cases(
     graphdef: Path, images: np.ndarray, layer: str, layers: list[str]
 ) -> tuple[dict[str, Case], dict[str, Any]]:
     """The original notebook's pattern, and a graph imported once with a cached session."""
-    sys.path.insert(0, str(SCRIPTS))
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     graph_def = tf.compat.v1.GraphDef.FromString(graphdef.read_bytes())

@@ -30,15 +30,14 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench import GFLOP_PER_IMAGE, bench_images  # noqa: E402
-from optimize import LRN_NODE_SUFFIXES  # noqa: E402
 
 from semdict_onnx import load_model  # noqa: E402
 from semdict_onnx._atomic import write_text_atomic  # noqa: E402
 from semdict_onnx._providers import CPU, CUDA, session_options, with_default_options  # noqa: E402
+from semdict_onnx.export._optimize import LRN_NODE_SUFFIXES  # noqa: E402
 
 AGREEMENT_NEEDED = 0.99
 TOP_K = 4

@@ -27,7 +27,6 @@ import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import SETTLE_S, QuietWaiter, Worker, bench_images, build_replica  # noqa: E402
 from gpu_bench import float16_model, top_k_agreement  # noqa: E402
@@ -67,8 +66,8 @@ VARIANTS = [
 
 
 def lrn_model(graphdef: Path, out: Path) -> Path:
-    """The model as tf2onnx converts it, before scripts/optimize.py (TensorFlow needed)."""
-    from convert import convert, load_graphdef
+    """The model as tf2onnx converts it, before the export's LRN rewrite (TensorFlow needed)."""
+    from semdict_onnx.export._convert import convert, load_graphdef
 
     onnx.save(convert(load_graphdef(graphdef)), str(out))
     return out

@@ -55,7 +55,7 @@ else
   python=.venv-gpu/bin/python
   "$python" -m pip install --quiet --progress-bar off --upgrade pip
   "$python" -m pip install --quiet --progress-bar off -e . "$ort_spec" \
-    tensorflow-cpu tf2onnx pytest
+    tensorflow-cpu tf2onnx pooch pytest
   if ! "$python" -c "import sys; from semdict_onnx._providers import cuda_problem; \
 p = cuda_problem(); print(p or 'CUDA provider ready'); sys.exit(1 if p else 0)"; then
     exit 1

@@ -1,39 +1,33 @@
-"""Shared fixtures: a replica GraphDef, its ONNX export, and the loaded model.
+"""Shared fixtures, and the suite's rules: markers from fixtures, and no silent skips.
 
-Both files are built the way users build them (scripts/replica.py and
-`scripts/export.py --replica` in subprocesses) and cached under tests/.cache/, keyed by a
-hash of the export code and the converter versions, so repeated runs reuse them.
+Fixtures: the replica GraphDef, its ONNX export and the loaded model, built the way users
+build them and cached under tests/.cache/ (tests/replica_cache.py). In the runtime-only
+environment of scripts/test.sh, which has no TensorFlow, $SEMDICT_TEST_REPLICA_MODEL names the
+model the main environment exported, and `replica_model_path` returns it.
+
+Markers (registered in pyproject.toml) are set from the fixtures a test uses, so test files
+need not repeat them: `export` (the export extra: TensorFlow, tf2onnx, pooch), `browser`
+(Chromium through Playwright), `kernel` (a Jupyter kernel). Select with `-m`, e.g.
+`-m "not export"` where the export extra is not installed.
+
+A skip is a failure unless the test declares it with a `skip` or `skipif` marker (the CUDA
+tests on a machine without CUDA): scripts/test.sh installs everything the tests use, so an
+`importorskip` or a `pytest.skip` on a missing dependency would only hide that it is missing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import time
-from importlib import metadata
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import replica_cache
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = replica_cache.ROOT
 SCRIPTS = ROOT / "scripts"
-CACHE = ROOT / "tests" / ".cache"
-_PREFIX = "replica-"
-_STALE_AFTER_S = 3600
-# The scripts that decide the replica export (other scripts/ files do not invalidate it).
-EXPORT_SCRIPTS = (
-    "convert.py",
-    "export.py",
-    "googlenet.py",
-    "optimize.py",
-    "parity.py",
-    "replica.py",
-    "tf_env.py",
-)
+REPLICA_MODEL_ENV = "SEMDICT_TEST_REPLICA_MODEL"
+PROVIDER_ENV = "SEMDICT_TEST_PROVIDER"
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
 GOOGLENET_LAYERS = {
     "mixed3a": (256, 28),
@@ -46,81 +40,91 @@ GOOGLENET_LAYERS = {
     "mixed5a": (832, 7),
     "mixed5b": (1024, 7),
 }
-
-# The export scripts import each other by module name, as they do when run as scripts.
-sys.path.insert(0, str(SCRIPTS))
-
-
-def export_code_key() -> str:
-    """A short hash of everything that decides the exported replica's bytes."""
-    digest = hashlib.sha256()
-    sources = [SCRIPTS / name for name in EXPORT_SCRIPTS] + [ROOT / "semdict_onnx" / "_metadata.py"]
-    for path in sources:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for package in ("tensorflow", "tf2onnx", "onnx", "numpy"):
-        digest.update(f"{package}=={metadata.version(package)}".encode())
-    return digest.hexdigest()[:16]
+# The marker a test gets when it uses a fixture, directly or through another fixture.
+FIXTURE_MARKERS = {
+    "replica_cache_dir": "export",
+    "replica_graphdef_path": "export",
+    "lookalike_graphdef_path": "export",
+    "replica_export_log": "export",
+    "browser": "browser",
+    "jupyter_path": "kernel",
+}
 
 
-def run_script(*args: str | Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run a script of scripts/ with this interpreter; fail the test with its output."""
-    command = [sys.executable, *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} exited {result.returncode}\n"
-            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-        )
-    return result
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test after the fixtures it uses (FIXTURE_MARKERS)."""
+    for item in items:
+        for name in sorted(set(getattr(item, "fixturenames", ())) & FIXTURE_MARKERS.keys()):
+            item.add_marker(FIXTURE_MARKERS[name])
+
+
+def _undeclared_skip(report: pytest.CollectReport | pytest.TestReport) -> str:
+    """The failure text for a skip nobody declared."""
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return (
+        f"{reason}\nThis skip was not declared with a skip/skipif marker. scripts/test.sh "
+        "installs everything the tests use, so a missing dependency fails the run instead "
+        "of hiding behind a skip: install it (see pyproject.toml's test extras)."
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A whole module skipped while being collected (pytest.importorskip) fails instead."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = _undeclared_skip(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A test skipped from its body or a fixture fails, unless a skip/skipif marker says why."""
+    outcome = yield
+    report = outcome.get_result()
+    declared = any(item.iter_markers("skip")) or any(item.iter_markers("skipif"))
+    if report.skipped and not declared and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = _undeclared_skip(report)
 
 
 @pytest.fixture(scope="session")
 def replica_cache_dir() -> Path:
-    """tests/.cache/replica-<key>/, with other keys' folders removed once unused for an hour.
-
-    The grace period spares a test session still running on an older key in the same tree.
-    """
-    folder = CACHE / f"{_PREFIX}{export_code_key()}"
-    folder.mkdir(parents=True, exist_ok=True)
-    os.utime(folder)
-    for stale in CACHE.glob(f"{_PREFIX}*"):
-        with contextlib.suppress(FileNotFoundError):  # another session may remove it first
-            if stale != folder and time.time() - stale.stat().st_mtime > _STALE_AFTER_S:
-                shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    """tests/.cache/replica-<key>/, keyed by the export's code and the converters' versions."""
+    return replica_cache.cache_dir()
 
 
 @pytest.fixture(scope="session")
 def replica_graphdef_path(replica_cache_dir: Path) -> Path:
     """A replica GraphDef .pb (random weights) built by scripts/replica.py."""
-    path = replica_cache_dir / "graphdef" / "InceptionV1-replica.pb"
-    if not path.is_file():
-        run_script(SCRIPTS / "replica.py", "--output", path)
-    return path
+    try:
+        return replica_cache.graphdef_path(replica_cache_dir)
+    except replica_cache.BuildError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
-def replica_model_path(replica_cache_dir: Path) -> Path:
-    """The ONNX model exported by `python scripts/export.py --replica`."""
-    folder = replica_cache_dir / "export"
-    path = folder / "googlenet-replica.onnx"
-    if not path.is_file():
-        result = run_script(
-            SCRIPTS / "export.py",
-            "--replica",
-            "--cache-dir",
-            folder,
-            "--output",
-            path,
-            "--no-progress",
-        )
-        (folder / "export.log").write_text(result.stdout + result.stderr, encoding="utf-8")
-    return path
+def replica_model_path(request: pytest.FixtureRequest) -> Path:
+    """The ONNX model exported by `python -m semdict_onnx.export --replica`.
+
+    $SEMDICT_TEST_REPLICA_MODEL, where set, names one exported elsewhere (the runtime-only
+    environment cannot export).
+    """
+    given = os.environ.get(REPLICA_MODEL_ENV)
+    if given:
+        if not Path(given).is_file():
+            pytest.fail(f"${REPLICA_MODEL_ENV} is {given!r}, which is not a file")
+        return Path(given)
+    try:
+        return replica_cache.model_path(request.getfixturevalue("replica_cache_dir"))
+    except replica_cache.BuildError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def replica_export_log(replica_model_path: Path) -> str:
-    """What `scripts/export.py --replica` printed when it built `replica_model_path`."""
+    """What `python -m semdict_onnx.export --replica` printed when it built the model."""
     return (replica_model_path.parent / "export.log").read_text(encoding="utf-8")
 
 
@@ -131,8 +135,8 @@ def lookalike_graphdef_path(replica_graphdef_path: Path, tmp_path_factory) -> Pa
     It lets tests drive the real-model code path (labels, spritemaps, replica=False) on a
     machine that cannot download Lucid's graph. It lives in a temporary folder only.
     """
-    from replica import REPLICA_MARKER
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._replica import REPLICA_MARKER
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     graph_def = tf.compat.v1.GraphDef.FromString(replica_graphdef_path.read_bytes())
@@ -155,5 +159,5 @@ def replica_model(replica_model_path: Path):
     """The replica model loaded by the runtime on $SEMDICT_TEST_PROVIDER (default: CPU)."""
     from semdict_onnx import load_model
 
-    provider = os.environ.get("SEMDICT_TEST_PROVIDER") or "CPUExecutionProvider"
+    provider = os.environ.get(PROVIDER_ENV) or "CPUExecutionProvider"
     return load_model(replica_model_path, providers=[provider])

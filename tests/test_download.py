@@ -1,5 +1,6 @@
 """Downloads against a loopback HTTP server: progress, cache reuse, bad checksums, dropped
-connections; directly through semdict_onnx.download and through scripts/export.py."""
+connections; directly through the export's download module (pooch underneath) and through
+`python scripts/export.py`."""
 
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ import pytest
 from conftest import ROOT, SCRIPTS
 
 from semdict_onnx._metadata import METADATA_KEY, ModelInfo
-from semdict_onnx.download import cached_download, download, normalize_sha256, sha256_of
 from semdict_onnx.errors import DownloadError
+from semdict_onnx.export._download import (
+    cached_download,
+    download,
+    normalize_sha256,
+    sha256_of,
+)
+
+pytestmark = pytest.mark.export  # pooch comes with the export extra
 
 BODY = bytes(range(256)) * 4096 * 3  # 3 MiB: several chunks
 
@@ -211,7 +219,7 @@ def test_malformed_hash_is_rejected():
         normalize_sha256("xyz")
 
 
-# Through scripts/export.py's download path (--url points it at the loopback server).
+# Through the export's download path (--url points it at the loopback server).
 
 
 def run_export(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""scripts/export.py: the exported model's contract, its parity with TensorFlow, its failures."""
+"""The export (semdict_onnx.export, run as `python scripts/export.py`): the exported model's
+contract, its parity with TensorFlow, its failures."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from conftest import GOOGLENET_LAYERS, ROOT, SCRIPTS
 
 from semdict_onnx._metadata import METADATA_KEY, ModelInfo
-from semdict_onnx.download import sha256_of
+from semdict_onnx.export._download import sha256_of
+
+pytestmark = pytest.mark.export  # every test here runs TensorFlow, the export or both
 
 LAYERS = GOOGLENET_LAYERS
 OUTPUT_NAMES = [*LAYERS, "softmax2"]
@@ -28,7 +31,7 @@ def model_info(path: Path) -> ModelInfo:
 
 
 def export(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the export CLI in a subprocess, as a user does."""
+    """Run `python scripts/export.py` in a subprocess, as a user with a clone does."""
     return subprocess.run(
         [sys.executable, str(SCRIPTS / "export.py"), "--no-progress", *map(str, args)],
         capture_output=True,
@@ -71,7 +74,7 @@ def test_replica_metadata_describes_the_network(replica_model_path, replica_grap
     assert info.input.value_range == (0.0, 1.0)
     assert info.input.network_range == (-117.0, 138.0)
     # ... and what the parity check feeds TensorFlow is that same 255 * x - 117.
-    from googlenet import to_network_range
+    from semdict_onnx.export._googlenet import to_network_range
 
     assert to_network_range(np.array([0.0, 0.5, 1.0])).tolist() == [-117.0, 10.5, 138.0]
     assert {layer.name: (layer.channels, layer.height) for layer in info.layers} == LAYERS
@@ -79,7 +82,7 @@ def test_replica_metadata_describes_the_network(replica_model_path, replica_grap
     assert (info.class_output, info.num_classes) == ("softmax2", 1008)
     assert info.labels is None
     assert info.spritemaps == {}
-    # The CLI's replica and scripts/replica.py's are the same graph, byte for byte.
+    # The export's replica and scripts/replica.py's are the same graph, byte for byte.
     assert info.source_sha256 == sha256_of(replica_graphdef_path)
 
 
@@ -94,8 +97,8 @@ def test_replica_export_says_the_weights_are_random(replica_export_log):
 
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_onnxruntime_matches_tensorflow(replica_model_path, replica_graphdef_path, batch):
-    from convert import load_graphdef
-    from parity import format_parity, measure_parity, parity_images
+    from semdict_onnx.export._convert import load_graphdef
+    from semdict_onnx.export._parity import format_parity, measure_parity, parity_images
 
     graph_def = load_graphdef(replica_graphdef_path)
     images = parity_images(batch, seed=100 + batch)
@@ -115,8 +118,8 @@ def test_onnxruntime_matches_tensorflow_at_a_non_square_size(
     replica_model_path, replica_graphdef_path
 ):
     """TensorFlow runs the size-independent source graph at 224x320, as the export converts it."""
-    from convert import load_graphdef, variable_size_graphdef
-    from parity import format_parity, measure_parity, parity_images
+    from semdict_onnx.export._convert import load_graphdef, variable_size_graphdef
+    from semdict_onnx.export._parity import format_parity, measure_parity, parity_images
 
     graph_def = variable_size_graphdef(load_graphdef(replica_graphdef_path))
     images = parity_images(2, seed=42, height=224, width=320)
@@ -137,8 +140,8 @@ def test_onnxruntime_matches_tensorflow_at_a_non_square_size(
 
 def test_the_size_independent_graph_is_the_source_at_224(replica_graphdef_path):
     """The global mean that replaces avgpool0 gives TensorFlow's own numbers at 224x224."""
-    from convert import load_graphdef, variable_size_graphdef
-    from parity import parity_images, tensorflow_outputs
+    from semdict_onnx.export._convert import load_graphdef, variable_size_graphdef
+    from semdict_onnx.export._parity import parity_images, tensorflow_outputs
 
     source = load_graphdef(replica_graphdef_path)
     rewritten = variable_size_graphdef(source)
@@ -153,7 +156,7 @@ def test_the_size_independent_graph_is_the_source_at_224(replica_graphdef_path):
 
 def broken_head(graph_def, change: str):
     """A copy of `graph_def` whose class head no longer has Lucid's shape."""
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     broken = tf.compat.v1.GraphDef()
@@ -172,7 +175,8 @@ def broken_head(graph_def, change: str):
 
 @pytest.mark.parametrize("change", ["max pool", "same padding", "no reshape"])
 def test_a_class_head_of_another_shape_is_refused(replica_graphdef_path, change):
-    from convert import ConversionError, load_graphdef, variable_size_graphdef
+    from semdict_onnx.export import ConversionError
+    from semdict_onnx.export._convert import load_graphdef, variable_size_graphdef
 
     graph_def = broken_head(load_graphdef(replica_graphdef_path), change)
     with pytest.raises(ConversionError, match="class head is not the expected avgpool0"):
@@ -180,7 +184,7 @@ def test_a_class_head_of_another_shape_is_refused(replica_graphdef_path, change)
 
 
 def test_a_class_pool_that_is_not_global_fails_the_export(replica_graphdef_path, tmp_path):
-    from convert import load_graphdef
+    from semdict_onnx.export._convert import load_graphdef
 
     graphdef = tmp_path / "InceptionV1.pb"
     broken = broken_head(load_graphdef(replica_graphdef_path), "smaller kernel")
@@ -194,7 +198,7 @@ def test_a_class_pool_that_is_not_global_fails_the_export(replica_graphdef_path,
 
 
 def test_batched_results_do_not_depend_on_the_batch(replica_model_path):
-    from parity import onnxruntime_outputs, parity_images
+    from semdict_onnx.export._parity import onnxruntime_outputs, parity_images
 
     images = parity_images(3, seed=7)
     together = onnxruntime_outputs(replica_model_path, images, OUTPUT_NAMES)
@@ -205,8 +209,9 @@ def test_batched_results_do_not_depend_on_the_batch(replica_model_path):
 
 
 def test_parity_check_catches_a_wrong_model(replica_model_path, replica_graphdef_path):
-    from convert import load_graphdef
-    from parity import ParityError, check_parity, parity_images
+    from semdict_onnx.export import ParityError
+    from semdict_onnx.export._convert import load_graphdef
+    from semdict_onnx.export._parity import check_parity, parity_images
 
     model = onnx.load(replica_model_path)
     weights = next(t for t in model.graph.initializer if "mixed4c_3x3_w" in t.name)
@@ -238,7 +243,6 @@ def test_graphdef_export_is_offline_and_describes_the_real_model(
         "socket.socket.connect = refuse\n"
         "socket.socket.connect_ex = refuse\n"
         "socket.create_connection = refuse\n"
-        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
         "sys.argv = ['export.py'] + sys.argv[1:]\n"
         f"runpy.run_path({str(SCRIPTS / 'export.py')!r}, run_name='__main__')\n"
     )
@@ -328,11 +332,9 @@ def test_malformed_sha256_is_a_usage_error(tmp_path):
 
 
 def test_parity_failure_writes_nothing(replica_graphdef_path, tmp_path, monkeypatch):
-    import convert
-    import export as export_script
-    from parity import ParityError
+    from semdict_onnx.export import ParityError, _convert, export_graphdef
 
-    working_convert = convert.convert
+    working_convert = _convert.convert
 
     def broken_convert(graph_def):
         model = working_convert(graph_def)
@@ -341,10 +343,10 @@ def test_parity_failure_writes_nothing(replica_graphdef_path, tmp_path, monkeypa
         weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
         return model
 
-    monkeypatch.setattr(convert, "convert", broken_convert)
+    monkeypatch.setattr(_convert, "convert", broken_convert)
     output = tmp_path / "googlenet.onnx"
     with pytest.raises(ParityError, match="Nothing was written"):
-        export_script.export_graphdef(replica_graphdef_path, output, progress=False)
+        export_graphdef(replica_graphdef_path, output, progress=False)
     assert leftovers(tmp_path) == []
 
 

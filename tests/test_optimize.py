@@ -1,4 +1,5 @@
-"""scripts/optimize.py: LRN rewritten as Conv arithmetic gives ONNX Runtime's LRN results."""
+"""The export's LRN rewrite (semdict_onnx.export._optimize): Conv arithmetic that gives ONNX
+Runtime's LRN results."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from optimize import lrn_window_weights, optimize, replace_lrn
+
+from semdict_onnx.export._optimize import lrn_window_weights, optimize, replace_lrn
 
 
 def lrn_model(channels: int, size: int, alpha: float, beta: float, bias: float) -> onnx.ModelProto:

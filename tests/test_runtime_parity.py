@@ -23,8 +23,8 @@ PROVIDER = os.environ.get("SEMDICT_TEST_PROVIDER") or providers.CPU
 @pytest.fixture(scope="module")
 def graph_def(replica_graphdef_path):
     """The replica GraphDef, with TensorFlow kept off any GPU (the runtime's to use)."""
-    from convert import load_graphdef
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._convert import load_graphdef
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     with contextlib.suppress(RuntimeError):  # devices were already set up in this process
@@ -38,7 +38,12 @@ def test_the_model_runs_on_the_provider_asked_for(replica_model):
 
 @pytest.mark.parametrize("batch", [1, 3, 8])
 def test_runtime_matches_tensorflow(replica_model, graph_def, batch):
-    from parity import compare_layer, format_parity, parity_images, tensorflow_outputs
+    from semdict_onnx.export._parity import (
+        compare_layer,
+        format_parity,
+        parity_images,
+        tensorflow_outputs,
+    )
 
     images = parity_images(batch, seed=300 + batch)
     reference = tensorflow_outputs(graph_def, images, NAMES)

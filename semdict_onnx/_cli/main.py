@@ -5,6 +5,7 @@
                      [--gallery NAME.html] [--tables json|npz] [--size 224|HEIGHTxWIDTH]
     semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
     semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
+    semdict export [--replica | --graphdef PATH] [--output PATH]   (needs the export extra)
 
 Each subcommand is a module whose `add_parser(subparsers)` adds its parser and sets the
 `run(args) -> int` it calls; a new subcommand is one more entry in SUBCOMMANDS. A run
@@ -21,12 +22,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import SemdictError
+from ..export import _cli as export
 from . import basis, pages, spritemap
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], ...] = (
     pages.add_parser,
     spritemap.add_parser,
     basis.add_parser,
+    export.add_parser,
 )
 DEFAULT_COMMAND = pages.NAME
 

@@ -22,7 +22,11 @@ import os
 
 import numpy as np
 import onnx
-from googlenet import (
+
+from semdict_onnx._metadata import METADATA_KEY, LayerInfo, ModelInfo
+
+from ._errors import INSTALL_HINT, ConversionError, GraphDefNotFoundError
+from ._googlenet import (
     ACTIVATION_LAYERS,
     CLASS_OUTPUT,
     CLASS_POOL,
@@ -32,10 +36,7 @@ from googlenet import (
     OUTPUTS,
     SOURCE_INPUT,
 )
-from tf_env import import_tensorflow, import_tf2onnx
-
-from semdict_onnx._metadata import METADATA_KEY, LayerInfo, ModelInfo
-from semdict_onnx.errors import ModelFormatError, SemdictError
+from ._tf_env import import_tensorflow, import_tf2onnx
 
 tf = import_tensorflow()
 tf2onnx = import_tf2onnx()
@@ -46,10 +47,6 @@ INPUT_DIMS = ("batch", "height", "width")
 _SCOPE = "source"
 
 
-class ConversionError(SemdictError):
-    """The source graph could not be read or converted into a valid ONNX model."""
-
-
 def load_graphdef(path: str | os.PathLike[str]) -> tf.compat.v1.GraphDef:
     """Parse a frozen GraphDef, or say clearly that the file is not one."""
     graph_def = tf.compat.v1.GraphDef()
@@ -57,8 +54,8 @@ def load_graphdef(path: str | os.PathLike[str]) -> tf.compat.v1.GraphDef:
         with open(path, "rb") as handle:
             graph_def.ParseFromString(handle.read())
     except FileNotFoundError as exc:
-        raise ConversionError(
-            f"no GraphDef at {path}; check the path, or run scripts/export.py without "
+        raise GraphDefNotFoundError(
+            f"no GraphDef at {path}; check the path, or run the export without "
             "--graphdef to download Lucid's InceptionV1.pb"
         ) from exc
     except Exception as exc:  # protobuf raises DecodeError and friends
@@ -240,7 +237,7 @@ def _check_converted(model: onnx.ModelProto, errors: list[str]) -> None:
         details = "; ".join(errors[:5]) or f"unconverted ops: {', '.join(leftovers)}"
         raise ConversionError(
             f"tf2onnx could not convert the graph ({details}); check that tensorflow and "
-            "tf2onnx are the versions pyproject.toml names (pip install -e .[export])"
+            f"tf2onnx are the versions the export extra names ({INSTALL_HINT})"
         )
     try:
         onnx.checker.check_model(model)
@@ -320,11 +317,3 @@ def attach_metadata(model: onnx.ModelProto, info: ModelInfo) -> None:
             model.metadata_props.remove(prop)
     model.metadata_props.add(key=METADATA_KEY, value=info.to_json())
     model.doc_string = info.weights_note
-
-
-def read_metadata(model: onnx.ModelProto) -> ModelInfo:
-    """The ModelInfo stored by `attach_metadata`."""
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelInfo.from_json(prop.value)
-    raise ModelFormatError(f"the model has no {METADATA_KEY!r} metadata")

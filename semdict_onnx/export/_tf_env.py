@@ -1,8 +1,9 @@
-"""Imports TensorFlow (and tf2onnx) for the export scripts with their log noise turned down.
+"""Imports TensorFlow (and tf2onnx) for the export with their log noise turned down.
 
 TensorFlow writes INFO lines about oneDNN and missing CUDA drivers from C++ before its
 log-level settings apply, so the import runs with the process's stderr pointed at
-/dev/null; Python exceptions are unaffected and still reach the user.
+/dev/null; Python exceptions are unaffected and still reach the user. Where the `export` extra
+is not installed, the import fails with ExportDependencyError saying what to install.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from ._errors import export_extra_needed
 
 
 @contextlib.contextmanager
@@ -34,7 +35,8 @@ def _stderr_silenced() -> Iterator[None]:
 
 def import_tensorflow() -> ModuleType:
     """TensorFlow, imported quietly, with its Python logger at ERROR."""
-    with _stderr_silenced():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with export_extra_needed(), _stderr_silenced():
         import tensorflow as tf
     tf.get_logger().setLevel(logging.ERROR)
     return tf
@@ -43,7 +45,7 @@ def import_tensorflow() -> ModuleType:
 def import_tf2onnx() -> ModuleType:
     """tf2onnx (and TensorFlow), imported quietly, with tf2onnx's logger at ERROR."""
     import_tensorflow()
-    with _stderr_silenced():
+    with export_extra_needed(), _stderr_silenced():
         import tf2onnx
     tf2onnx.logging.set_level(logging.ERROR)
     return tf2onnx

@@ -1,7 +1,7 @@
 """Parity of an exported ONNX model with its source TensorFlow graph.
 
 TensorFlow runs a GraphDef (the untouched source, or at other input sizes the source made
-size-independent by convert.variable_size_graphdef) on `255 * x - 117`; ONNX Runtime (CPU)
+size-independent by _convert.variable_size_graphdef) on `255 * x - 117`; ONNX Runtime (CPU)
 runs the exported model on `x`. For every exported layer the maximum absolute difference must
 stay within `tolerance` times the layer's activation scale (its largest absolute value
 under TensorFlow), and the top-k channels, in order, must be identical at every position.
@@ -20,19 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from googlenet import INPUT_SIZE, SOURCE_INPUT, to_network_range
-from tf_env import import_tensorflow
 
-from semdict_onnx.errors import SemdictError
+from semdict_onnx._providers import CPU, session_options
+from semdict_onnx._ranking import top_k_channels
+
+from ._errors import ParityError
+from ._googlenet import INPUT_SIZE, SOURCE_INPUT, to_network_range
+from ._tf_env import import_tensorflow
 
 tf = import_tensorflow()
 
 TOLERANCE = 1e-4
 TOP_K = 4
-
-
-class ParityError(SemdictError):
-    """The exported model does not reproduce TensorFlow's results."""
 
 
 def parity_images(
@@ -70,11 +69,12 @@ def tensorflow_outputs(
 def onnxruntime_outputs(
     model: bytes | str | os.PathLike[str], images: np.ndarray, names: list[str]
 ) -> dict[str, np.ndarray]:
-    """The exported model's outputs `names` for `images` in [0, 1], on the CPU provider."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    """The exported model's outputs `names` for `images` in [0, 1], on the CPU provider.
+
+    A plain session with the runtime's options: the file as written, not the runtime's Model.
+    """
     source = model if isinstance(model, bytes) else os.fspath(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(source, session_options(), providers=[CPU])
     input_name = session.get_inputs()[0].name
     values = session.run(names, {input_name: images.astype(np.float32)})
     return dict(zip(names, values, strict=True))
@@ -102,10 +102,16 @@ class LayerParity:
         return self.relative_diff <= tolerance and self.top_k_mismatches == 0
 
 
-def top_k_channels(values: np.ndarray, k: int = TOP_K) -> np.ndarray:
-    """The indices of the k largest channels (last axis) at each position, largest first."""
-    flat = values.reshape(-1, values.shape[-1])
-    return np.argsort(-flat, axis=-1, kind="stable")[:, :k]
+def _top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """[positions, k]: the runtime's top-k channel order at every position of any batch.
+
+    The runtime ranks one image's [rows, cols, channels]; every position here is one row.
+    It refuses NaN and infinity, which fail the parity check through the difference instead,
+    so those are ranked here as the extreme finite values.
+    """
+    finite = np.nan_to_num(values.astype(np.float32), nan=np.finfo(np.float32).min)
+    channels, _ = top_k_channels(finite.reshape(-1, 1, values.shape[-1]), k)
+    return channels.reshape(-1, k)
 
 
 def compare_layer(
@@ -117,8 +123,8 @@ def compare_layer(
             f"{name}: ONNX Runtime gives shape {candidate.shape}, TensorFlow {reference.shape}"
         )
     flat = reference.reshape(-1, reference.shape[-1])
-    ref_top = top_k_channels(reference, k)
-    cand_top = top_k_channels(candidate, k)
+    ref_top = _top_k(reference, k)
+    cand_top = _top_k(candidate, k)
     max_abs_diff = float(np.max(np.abs(reference.astype(np.float64) - candidate)))
     differs = np.any(ref_top != cand_top, axis=-1)
     # The candidate's picks, valued by TensorFlow, against TensorFlow's own top k.

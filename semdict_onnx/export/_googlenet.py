@@ -1,7 +1,8 @@
 """The facts about Lucid's GoogLeNet (InceptionV1) that the export writes into the model.
 
 Plain data, no TensorFlow: where the graph and its labels live, its input and value
-ranges, the exported outputs, and the public spritemaps of its channels.
+ranges, the exported outputs, the replica's class count, and the public spritemaps of its
+channels.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ ACTIVATION_LAYERS = (
     "mixed5b",
 )
 CLASS_OUTPUT = "softmax2"
+# Lucid's labels: 1008 classes, index 0 a dummy; the replica builds a head of that width.
+NUM_CLASSES = 1008
 # The 7x7 VALID average pool (global at 224x224) between mixed5b and softmax2's reshape.
 CLASS_POOL = "avgpool0"
 OUTPUTS = (*ACTIVATION_LAYERS, CLASS_OUTPUT)

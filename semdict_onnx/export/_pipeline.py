@@ -1,0 +1,197 @@
+"""One export, from a GraphDef on disk to a checked ONNX model: the steps in order.
+
+Load, convert (tf2onnx), rewrite for speed, describe (the model card, labels, spritemaps),
+check against TensorFlow at two sizes, write atomically. Getting the source graph and its
+labels (download, cache) is here too; the command line is in _cli. The TensorFlow-side modules
+are imported inside `export_graphdef`, so that importing this module stays instant.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from semdict_onnx import _paths as paths
+from semdict_onnx._atomic import write_bytes_atomic
+from semdict_onnx._metadata import InputInfo, LayerInfo, ModelInfo
+from semdict_onnx.errors import DownloadError
+
+from ._download import cached_download, sha256_of
+from ._errors import ConversionError, LabelsError
+from ._googlenet import (
+    CLASS_OUTPUT,
+    INPUT_NAME,
+    INPUT_SIZE,
+    LABELS_NAME,
+    MODELZOO,
+    NETWORK,
+    NETWORK_RANGE,
+    OUTPUTS,
+    REPLICA_NETWORK,
+    VALUE_RANGE,
+    spritemaps,
+)
+
+if TYPE_CHECKING:
+    from ._parity import LayerParity
+
+PARITY_IMAGES = 3
+# The other input size the export checks: wider than tall, so swapped axes would show.
+OTHER_SIZE = (224, 320)
+OTHER_SIZE_IMAGES = 2
+REPLICA_WARNING = (
+    "REPLICA: this model has the real network's structure but RANDOM weights; "
+    "its activations and classes mean nothing."
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and measured."""
+
+    path: Path
+    info: ModelInfo
+    parity: list[LayerParity]
+    other_size_parity: list[LayerParity]
+    seconds: float
+
+
+def fetch_graphdef(
+    url: str, cache_dir: Path, sha256: str | None = None, progress: bool = True
+) -> Path:
+    """The GraphDef from `url` in `cache_dir`, downloaded unless a verified copy is there."""
+    dest = cache_dir / paths.GRAPHDEF_NAME
+    try:
+        path, reused = cached_download(url, dest, sha256=sha256, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"{exc}. Without network, download {url} elsewhere and run the export with "
+            "`--graphdef PATH`, or use --replica for a random-weight stand-in"
+        ) from exc
+    print(f"{'using cached' if reused else 'downloaded'} {path}")
+    return path
+
+
+def _is_url(source: str) -> bool:
+    return urllib.parse.urlsplit(source).scheme in ("http", "https")
+
+
+def read_labels(
+    source: str | None, cache_dir: Path, classes: int, progress: bool = True
+) -> tuple[str, ...] | None:
+    """The class names from a path or http(s) URL (cached), checked to number `classes`."""
+    if source is None:
+        return None
+    if _is_url(source):
+        try:
+            path, _ = cached_download(source, cache_dir / LABELS_NAME, progress=progress)
+        except DownloadError as exc:
+            raise DownloadError(
+                f"{exc}; or pass --labels PATH with a local copy, or --labels none"
+            ) from exc
+    else:
+        path = Path(source.removeprefix("file://")).expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelsError(
+            f"cannot read the labels file {path} ({exc}); pass --labels with a UTF-8 text "
+            "file of one class name per line"
+        ) from exc
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) != classes:
+        raise LabelsError(
+            f"the labels file {path} has {len(lines)} lines but the model has {classes} "
+            f"classes; pass --labels with {LABELS_NAME} from {MODELZOO}"
+        )
+    return tuple(lines)
+
+
+def export_graphdef(
+    graphdef_path: Path,
+    output: Path,
+    labels: str | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Convert, describe, check and atomically write the ONNX model of `graphdef_path`.
+
+    `labels` is a path or URL of the class names (ignored for a replica). Nothing is
+    written unless ONNX Runtime matches TensorFlow on every exported layer, at the default
+    size (against the untouched source graph) and at OTHER_SIZE (against the source made
+    size-independent, as converted).
+    """
+    from ._convert import (
+        attach_metadata,
+        convert,
+        layer_infos,
+        load_graphdef,
+        num_classes,
+        variable_size_graphdef,
+    )
+    from ._optimize import optimize
+    from ._parity import check_parity, format_parity, parity_images
+    from ._replica import is_replica
+
+    start = time.perf_counter()
+    graph_def = load_graphdef(graphdef_path)
+    replica = is_replica(graph_def)
+    if replica:
+        print(REPLICA_WARNING)
+    print(f"converting {graphdef_path} with tf2onnx ...")
+    model = convert(graph_def)
+    for rewrite in optimize(model):
+        print(f"  faster graph: {rewrite}")
+    classes = num_classes(model)
+    layers = layer_infos(model)
+    info = ModelInfo(
+        network=REPLICA_NETWORK if replica else NETWORK,
+        input=input_info(layers),
+        layers=layers,
+        source_sha256=sha256_of(graphdef_path),
+        replica=replica,
+        class_output=CLASS_OUTPUT,
+        num_classes=classes,
+        labels=None
+        if replica
+        else read_labels(labels, cache_dir or graphdef_path.parent, classes, progress),
+        spritemaps={} if replica else spritemaps(),
+    )
+    attach_metadata(model, info)
+    data = model.SerializeToString()
+    size = f"{INPUT_SIZE}x{INPUT_SIZE}"
+    print(f"checking ONNX Runtime against TensorFlow on {PARITY_IMAGES} images at {size} ...")
+    parity = check_parity(graph_def, data, parity_images(PARITY_IMAGES), list(OUTPUTS))
+    print(format_parity(parity))
+    height, width = OTHER_SIZE
+    print(f"... and at {height}x{width} on {OTHER_SIZE_IMAGES} images")
+    images = parity_images(OTHER_SIZE_IMAGES, seed=1, height=height, width=width)
+    resized = check_parity(variable_size_graphdef(graph_def), data, images, list(OUTPUTS))
+    print(format_parity(resized))
+    write_bytes_atomic(output, data)
+    return ExportResult(output, info, parity, resized, time.perf_counter() - start)
+
+
+def input_info(layers: tuple[LayerInfo, ...]) -> InputInfo:
+    """The image input: 224x224 by default, any size whose sides reach the total stride."""
+    coarsest = min(min(layer.height, layer.width) for layer in layers)
+    stride = INPUT_SIZE // coarsest
+    if stride * coarsest != INPUT_SIZE:
+        raise ConversionError(
+            f"the coarsest layer is {coarsest} positions across at {INPUT_SIZE} pixels, not a "
+            "whole stride; the graph does not look like Lucid's InceptionV1"
+        )
+    return InputInfo(
+        INPUT_NAME,
+        INPUT_SIZE,
+        INPUT_SIZE,
+        VALUE_RANGE,
+        NETWORK_RANGE,
+        variable_size=True,
+        min_side=stride,
+        stride=stride,
+    )
