@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The README's test command: installs everything the tests need on a fresh Debian machine
-# (Debian's chromium for the page tests, the package with its test extra), then runs lint and
-# the whole test suite. Extra arguments go to pytest.
+# The README's test command, on a fresh Debian machine: installs Debian's chromium for the page
+# tests if missing, then tests in two environments. Extra arguments go to both pytest runs.
+#
+# 1. .venv, the package with its `test` extra (the `export` extra included): lint, then the
+#    whole suite: the export against TensorFlow, the wheel installed into a fresh environment,
+#    and the runtime.
+# 2. .venv-runtime, the package with `test-runtime` only, so TensorFlow, tf2onnx and pooch are
+#    not installed at all: every test not marked `export`, against the replica model that
+#    environment 1 exported ($SEMDICT_TEST_REPLICA_MODEL). This proves by installation that
+#    the runtime runs without TensorFlow; a test there checks that `import tensorflow` fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
@@ -15,3 +22,15 @@ source scripts/setup_env.sh test
 ruff check semdict_onnx scripts tests benchmarks
 ruff format --check semdict_onnx scripts tests benchmarks
 python -m pytest "$@"
+
+model="$(python tests/replica_cache.py)"  # exported by the run above (or now, if it was not)
+echo "== the runtime tests again, in .venv-runtime (no TensorFlow), on $model"
+SEMDICT_VENV="$PWD/.venv-runtime" source scripts/setup_env.sh test-runtime
+status=0
+SEMDICT_TEST_RUNTIME_ONLY=1 SEMDICT_TEST_REPLICA_MODEL="$model" \
+  python -m pytest -m "not export" "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "(the arguments selected no runtime test)"  # e.g. only export tests were asked for
+  status=0
+fi
+exit "$status"

@@ -2,8 +2,9 @@
 
 Fixtures: the replica GraphDef, its ONNX export and the loaded model, built the way users
 build them and cached under tests/.cache/ (tests/replica_cache.py). In the runtime-only
-environment of scripts/test.sh, which has no TensorFlow, $SEMDICT_TEST_REPLICA_MODEL names the
-model the main environment exported, and `replica_model_path` returns it.
+environment of scripts/test.sh ($SEMDICT_TEST_RUNTIME_ONLY set), which has no TensorFlow,
+$SEMDICT_TEST_REPLICA_MODEL names the model the main environment exported, `replica_model_path`
+returns it, and the tests marked `export` are deselected.
 
 Markers (registered in pyproject.toml) are set from the fixtures a test uses, so test files
 need not repeat them: `export` (the export extra: TensorFlow, tf2onnx, pooch), `browser`
@@ -27,6 +28,7 @@ import replica_cache
 ROOT = replica_cache.ROOT
 SCRIPTS = ROOT / "scripts"
 REPLICA_MODEL_ENV = "SEMDICT_TEST_REPLICA_MODEL"
+RUNTIME_ONLY_ENV = "SEMDICT_TEST_RUNTIME_ONLY"
 PROVIDER_ENV = "SEMDICT_TEST_PROVIDER"
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
 GOOGLENET_LAYERS = {
@@ -51,11 +53,20 @@ FIXTURE_MARKERS = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test after the fixtures it uses (FIXTURE_MARKERS)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test after the fixtures it uses (FIXTURE_MARKERS).
+
+    In the runtime-only environment ($SEMDICT_TEST_RUNTIME_ONLY) the `export` tests are
+    deselected whatever -m says: the export extra is not installed there on purpose.
+    """
     for item in items:
         for name in sorted(set(getattr(item, "fixturenames", ())) & FIXTURE_MARKERS.keys()):
             item.add_marker(FIXTURE_MARKERS[name])
+    if os.environ.get(RUNTIME_ONLY_ENV):
+        export = [item for item in items if item.get_closest_marker("export")]
+        if export:
+            config.hook.pytest_deselected(items=export)
+            items[:] = [item for item in items if not item.get_closest_marker("export")]
 
 
 def _undeclared_skip(report: pytest.CollectReport | pytest.TestReport) -> str:

@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
 
+pytestmark = pytest.mark.export  # the benchmarks and scripts/gpu_check.sh export the replica
+
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
 

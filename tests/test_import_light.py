@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import tiny_model
+from conftest import RUNTIME_ONLY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "tf2onnx", "pooch", "requests")
 EXPORT = REPO / "semdict_onnx" / "export"
-RUNTIME_ONLY_ENV = "SEMDICT_TEST_RUNTIME_ONLY"
 
 
 def modules_after(code: str) -> set[str]:

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, RUNTIME_ONLY_ENV
 
 TESTS = ROOT / "tests"
 
@@ -102,7 +102,8 @@ def test_only_declared_skips_skip(tmp_path: Path):
 
 def test_markers_follow_the_fixtures_a_test_uses():
     def selected(marker: str) -> set[str]:
-        done = pytest_run("--collect-only", "-q", "-m", marker, TESTS)
+        # Outside the runtime-only environment, which deselects every `export` test.
+        done = pytest_run("--collect-only", "-q", "-m", marker, TESTS, env={RUNTIME_ONLY_ENV: ""})
         assert done.returncode == 0, done.stdout + done.stderr
         return {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
 
