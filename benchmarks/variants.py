@@ -34,7 +34,7 @@ from gpu_bench import float16_model, top_k_agreement  # noqa: E402
 from semdict_onnx._atomic import write_text_atomic  # noqa: E402
 from semdict_onnx._subgraph import prune  # noqa: E402
 
-DEFAULT = "baseline: one run of the batch, LRN rewritten at export (scripts/optimize.py)"
+DEFAULT = "baseline: one run of the batch, LRN rewritten at export (export/_optimize.py)"
 # (what, model, spec, batch); model: "default", "lrn", "int8", "float16" or "pruned:LAYER".
 VARIANTS = [
     (DEFAULT, "default", {}, 1),
