@@ -101,9 +101,14 @@ def test_only_declared_skips_skip(tmp_path: Path):
 
 
 def test_markers_follow_the_fixtures_a_test_uses():
+    files = ["test_export.py", "test_download.py", "test_runtime_parity.py"]
+    files += ["test_benchmark_smoke.py", "test_model.py", "test_page_chromium.py"]
+    files += ["test_notebook.py"]
+
     def selected(marker: str) -> set[str]:
         # Outside the runtime-only environment, which deselects every `export` test.
-        done = pytest_run("--collect-only", "-q", "-m", marker, TESTS, env={RUNTIME_ONLY_ENV: ""})
+        paths = [TESTS / name for name in files]
+        done = pytest_run("--collect-only", "-q", "-m", marker, *paths, env={RUNTIME_ONLY_ENV: ""})
         assert done.returncode == 0, done.stdout + done.stderr
         return {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
 
@@ -111,6 +116,5 @@ def test_markers_follow_the_fixtures_a_test_uses():
     assert {"tests/test_export.py", "tests/test_download.py"} <= export
     assert {"tests/test_runtime_parity.py", "tests/test_benchmark_smoke.py"} <= export
     assert "tests/test_model.py" not in export and "tests/test_page_chromium.py" not in export
-    browser, kernel = selected("browser"), selected("kernel")
-    assert "tests/test_page_chromium.py" in browser and "tests/test_model.py" not in browser
-    assert "tests/test_notebook.py" in kernel and "tests/test_model.py" not in kernel
+    assert selected("browser") == {"tests/test_page_chromium.py"}
+    assert selected("kernel") == {"tests/test_notebook.py"}
