@@ -156,16 +156,20 @@ def concrete_input(
     return [batch, 3, height, width] if layout == "NCHW" else [batch, height, width, 3]
 
 
-def inferred_shapes(model: onnx.ModelProto, input_name: str, dims: list[int]) -> dict[str, Shape]:
-    """Every tensor's shape as ONNX shape inference finds it with the input fixed at `dims`."""
+def inferred_facts(
+    model: onnx.ModelProto, input_name: str, dims: list[int]
+) -> tuple[dict[str, Shape], dict[str, int]]:
+    """Every tensor's shape and element type as ONNX shape inference finds them with the
+    input fixed at `dims`."""
     graph = model.graph
     light = onnx.helper.make_graph([], graph.name or "graph", [], [])
     light.node.extend(graph.node)
+    weights = {init.name for init in graph.initializer}
     for value in graph.input:
         if value.name == input_name:
             elem = value.type.tensor_type.elem_type
             light.input.append(onnx.helper.make_tensor_value_info(input_name, elem, dims))
-        elif value.name not in {init.name for init in graph.initializer}:
+        elif value.name not in weights:
             light.input.append(value)
     for init in graph.initializer:
         if int(np.prod(init.dims, dtype=np.int64)) > _KEEP_VALUES_UP_TO:
@@ -182,26 +186,27 @@ def inferred_shapes(model: onnx.ModelProto, input_name: str, dims: list[int]) ->
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         raise ModelFormatError(f"ONNX shape inference fails on this graph ({exc})") from exc
     shapes: dict[str, Shape] = {}
+    types: dict[str, int] = {}
     values: Iterable[onnx.ValueInfoProto] = (
         *inferred.graph.input,
         *inferred.graph.value_info,
         *inferred.graph.output,
     )
     for value in values:
-        if value.type.tensor_type.HasField("shape"):
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type:
+            types[value.name] = tensor_type.elem_type
+        if tensor_type.HasField("shape"):
             shapes[value.name] = tuple(d if isinstance(d, int) else None for d in dims_of(value))
     for init in graph.initializer:
         shapes[init.name] = tuple(int(d) for d in init.dims)
-    return shapes
+        types[init.name] = init.data_type
+    return shapes, types
 
 
-def elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    """The element type of every tensor shape inference or the graph declares."""
-    types = {init.name: init.data_type for init in model.graph.initializer}
-    for value in (*model.graph.input, *model.graph.value_info, *model.graph.output):
-        if value.type.tensor_type.elem_type:
-            types[value.name] = value.type.tensor_type.elem_type
-    return types
+def inferred_shapes(model: onnx.ModelProto, input_name: str, dims: list[int]) -> dict[str, Shape]:
+    """Every tensor's shape as ONNX shape inference finds it with the input fixed at `dims`."""
+    return inferred_facts(model, input_name, dims)[0]
 
 
 def probe_shapes(

@@ -199,12 +199,12 @@ def layer_fields_table(fields: dict[str, ReceptiveField]) -> str:
     ]
     for name, field in fields.items():
         lines.append(
-            f"| {name} | {field.grid[0]} x {field.grid[1]} | {_pair(field.size)} | "
-            f"{_pair(field.jump)} | {_pair(field.start)} |"
+            f"| {name} | {field.grid[0]} x {field.grid[1]} | {format_pair(field.size)} | "
+            f"{format_pair(field.jump)} | {format_pair(field.start)} |"
         )
     return "\n".join(lines)
 
 
-def _pair(values: tuple[float, float]) -> str:
+def format_pair(values: tuple[float, float]) -> str:
     """One number when rows and columns agree, else 'rows x cols'."""
     return f"{values[0]:g}" if values[0] == values[1] else f"{values[0]:g} x {values[1]:g}"
