@@ -12,7 +12,7 @@ input's layout (tf2onnx runs NCHW convolutions inside NHWC-input graphs). A cand
   a crop size is given by hand);
 - a token sequence [N, tokens, C] downstream of a patch-embedding feature map of h x w
   positions, with tokens = h * w plus at most MAX_EXTRA_TOKENS extra tokens (class token,
-  registers) in front, where its last axis cannot be read that way too ([N, C, tokens] is how
+  registers) in front, unless it is the patch map itself flattened to [N, C, h * w] (how
   patch embeddings look before their transpose). A token's field is its patch; attention
   sees the whole image.
 """
@@ -52,7 +52,8 @@ class LayerCandidate:
     `shape` is at the catalog's input size with batch 1; `layout` is "NCHW", "NHWC" or
     "tokens"; `grid` is (rows, cols) of positions; `field` is its receptive field (None where
     the walk cannot see through an op: `note` names it). A token layer drops its first
-    `extra_tokens` tokens and takes its grid and field from the feature map `grid_tensor`.
+    `extra_tokens` tokens and takes its grid and field from the feature map `grid_tensor`
+    (laid out as `grid_layout`).
     """
 
     name: str
@@ -64,6 +65,7 @@ class LayerCandidate:
     field: ReceptiveField | None
     extra_tokens: int = 0
     grid_tensor: str | None = None
+    grid_layout: str | None = None
     note: str = ""
 
     @property
@@ -85,6 +87,9 @@ class Catalog:
     types: dict[str, int]
     walker: GraphWalker
     candidates: dict[str, LayerCandidate] = field(default_factory=dict)
+    # Walked feature maps (name -> layout, grid), and each tensor's latest one upstream.
+    walked: dict[str, tuple[str, Grid]] = field(default_factory=dict)
+    patch_of: dict[str, str] = field(default_factory=dict)
 
     @property
     def tensors(self) -> list[str]:
@@ -159,9 +164,8 @@ def _probe_size(
 
 def _find_candidates(result: Catalog) -> None:
     """Fill `result.candidates`: feature maps and token sequences, in network order."""
-    walker, shapes = result.walker, result.shapes
+    walker, shapes, walked = result.walker, result.shapes, result.walked
     producer_op = {out: node.op_type for node in result.model.graph.node for out in node.output}
-    walked: dict[str, tuple[str, Grid]] = {}  # feature maps: name -> (layout, grid)
     for name in result.tensors:
         shape = shapes.get(name)
         if not _is_float_tensor(result, name, shape) or len(shape) != 4:
@@ -172,7 +176,7 @@ def _find_candidates(result: Catalog) -> None:
             if lengths == tuple(shape[i] for i in sorted(found.axes)):
                 walked[name] = ("NCHW" if 3 in found.axes else "NHWC", found)
     grids = {tuple(grid.axes[i].length for i in sorted(grid.axes)) for _, grid in walked.values()}
-    patch_of = _nearest_walked_ancestor(result, walked)
+    patch_of = result.patch_of = _nearest_walked_ancestor(result, walked)
     for name in result.tensors:
         shape = shapes.get(name)
         if not _is_float_tensor(result, name, shape):
@@ -184,7 +188,9 @@ def _find_candidates(result: Catalog) -> None:
         elif len(shape) == 4:
             candidate = _opaque_map(name, op, shape, grids, walker.spatial(name))
         elif len(shape) == 3:
-            candidate = _tokens(name, op, shape, patch_of.get(name), walked, result.size)
+            patch = patch_of.get(name)
+            patch_shape = shapes.get(patch, ()) if patch else ()
+            candidate = _tokens(name, op, shape, patch, walked, result.size, patch_shape)
         else:
             candidate = None
         if candidate is not None and candidate.channels > 1 and math.prod(candidate.grid) > 1:
@@ -233,15 +239,22 @@ def _tokens(
     patch: str | None,
     walked: dict[str, tuple[str, Grid]],
     size: tuple[int, int],
+    patch_shape: Shape = (),
+    extra: int | None = None,
 ) -> LayerCandidate | None:
-    """A token sequence [1, tokens, C] whose tokens are a patch grid plus a few extra ones."""
-    if patch is None:
+    """A token sequence [1, tokens, C] whose tokens are a patch grid plus `extra` leading
+    tokens (None: inferred, at most MAX_EXTRA_TOKENS)."""
+    if patch is None or len(shape) != 3:
         return None
-    _, grid = walked[patch]
+    grid_layout, grid = walked[patch]
+    channels = patch_shape[1 if grid_layout == "NCHW" else 3]
     rows, cols = (grid.axes[i].length for i in sorted(grid.axes))
-    extra = shape[1] - rows * cols
-    if not 0 <= extra <= MAX_EXTRA_TOKENS or 0 <= shape[2] - rows * cols <= MAX_EXTRA_TOKENS:
-        return None  # not tokens, or [N, C, tokens] as much as [N, tokens, C]
+    if extra is None:
+        extra = shape[1] - rows * cols
+        if not 0 <= extra <= MAX_EXTRA_TOKENS or (shape[2], shape[1]) == (rows * cols, channels):
+            return None  # not tokens, or the patch map flattened to [N, C, h * w]
+    elif shape[1] - extra != rows * cols:
+        return None
     note = "token layer: its field is its patch (attention sees the whole image)"
     return LayerCandidate(
         name,
@@ -253,8 +266,21 @@ def _tokens(
         field_from_axes(patch, grid.axes, size),
         extra_tokens=extra,
         grid_tensor=patch,
+        grid_layout=grid_layout,
         note=note,
     )
+
+
+def token_layer(result: Catalog, name: str, extra: int) -> LayerCandidate | None:
+    """`name` read as a token sequence with `extra` leading extra tokens, if its tokens are
+    then exactly the grid of the feature map it is computed from (None: they are not)."""
+    shape = result.shapes.get(name)
+    if not _is_float_tensor(result, name, shape):
+        return None
+    producer = next((n.op_type for n in result.model.graph.node if name in n.output), "?")
+    patch = result.patch_of.get(name)
+    patch_shape = result.shapes.get(patch, ()) if patch else ()
+    return _tokens(name, producer, shape, patch, result.walked, result.size, patch_shape, extra)
 
 
 def _nearest_walked_ancestor(
