@@ -535,7 +535,9 @@ def _through_resize(walker: GraphWalker, node: onnx.NodeProto, inputs: list) -> 
     default_mode = "asymmetric" if node.op_type == "Upsample" else "half_pixel"
     mode = attribute(node, "coordinate_transformation_mode", default_mode)
     interpolation = attribute(node, "mode", "nearest")
-    widen = {"nearest": 0, "linear": 1, "bilinear": 1, "cubic": 3}.get(interpolation, 3)
+    # The continuous mapping puts an output's centre up to half an input step from the input
+    # it copies (nearest) and between the 2 (linear) or 4 (cubic) it mixes: widen to cover them.
+    widen = {"nearest": 1, "linear": 2, "bilinear": 2, "cubic": 4}.get(interpolation, 4)
     if mode == "tf_crop_and_resize" or attribute(node, "axes", None) is not None:
         return walker._cannot(node, f"its coordinate mode {mode!r} or axes are not supported")
     out = {}

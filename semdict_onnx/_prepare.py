@@ -6,6 +6,9 @@ NHWC outputs for the chosen layers, an optional softmax), runs the result once u
 Runtime to read the layers' shapes (and once more at another size to learn whether other
 sizes work), and writes it atomically with its model card (semdict_onnx/metadata.py). Any
 error stops it before anything is written. `prepared_model` does the same in memory.
+
+It is somewhat over 400 lines because each option gets its own check with its own message;
+splitting the checks from the steps they guard would scatter one flow over two files.
 """
 
 from __future__ import annotations
