@@ -245,8 +245,11 @@ def _norm_axis(axis: int, rank: int | None) -> int | None:
     return None if rank is None else axis + rank
 
 
-def _through_kernel(walker: GraphWalker, node: onnx.NodeProto, grid: Grid) -> Spatial:
-    """A convolution or pooling over axes 2.. of an N, C, spatial... tensor."""
+def _kernel(
+    walker: GraphWalker, node: onnx.NodeProto, grid: Grid
+) -> tuple[list[int], list[int], list[int], list[int]] | Opaque:
+    """A kernel op's kernel shape, strides, dilations and pads (from its weights where the
+    kernel_shape attribute is left out), checked to run over an N, C, spatial... input."""
     kernel = attribute(node, "kernel_shape", None)
     if kernel is None and "Conv" in node.op_type:
         weights = walker.constant(node.input[3 if node.op_type == "QLinearConv" else 1])
@@ -260,6 +263,16 @@ def _through_kernel(walker: GraphWalker, node: onnx.NodeProto, grid: Grid) -> Sp
     strides = [int(s) for s in attribute(node, "strides", [1] * dims)]
     dilations = [int(d) for d in attribute(node, "dilations", [1] * dims)]
     pads = [int(p) for p in attribute(node, "pads", [0] * (2 * dims))]
+    return kernel, strides, dilations, pads
+
+
+def _through_kernel(walker: GraphWalker, node: onnx.NodeProto, grid: Grid) -> Spatial:
+    """A convolution or pooling over axes 2.. of an N, C, spatial... tensor."""
+    found = _kernel(walker, node, grid)
+    if isinstance(found, Opaque):
+        return found
+    kernel, strides, dilations, pads = found
+    dims = len(kernel)
     auto_pad = attribute(node, "auto_pad", "NOTSET")
     ceil_mode = bool(attribute(node, "ceil_mode", 0))
     out = {}
@@ -289,19 +302,11 @@ def _through_kernel(walker: GraphWalker, node: onnx.NodeProto, grid: Grid) -> Sp
 def _through_conv_transpose(walker: GraphWalker, node: onnx.NodeProto, inputs: list) -> Spatial:
     """A transposed convolution: output o gathers inputs (o + pad - t * dilation) / stride."""
     grid = inputs[0]
-    weights = walker.constant(node.input[1])
-    kernel = attribute(node, "kernel_shape", None)
-    if kernel is None and weights is not None:
-        kernel = weights.shape[2:]
-    if kernel is None:
-        return walker._cannot(node, "its kernel shape is unknown")
-    kernel = [int(k) for k in kernel]
+    found = _kernel(walker, node, grid)
+    if isinstance(found, Opaque):
+        return found
+    kernel, strides, dilations, pads = found
     dims = len(kernel)
-    if set(grid.axes) != set(range(2, 2 + dims)):
-        return walker._cannot(node, "its input is not laid out N, C, spatial axes")
-    strides = [int(s) for s in attribute(node, "strides", [1] * dims)]
-    dilations = [int(d) for d in attribute(node, "dilations", [1] * dims)]
-    pads = [int(p) for p in attribute(node, "pads", [0] * (2 * dims))]
     extra = [int(p) for p in attribute(node, "output_padding", [0] * dims)]
     wanted = attribute(node, "output_shape", None)
     auto_pad = attribute(node, "auto_pad", "NOTSET")
