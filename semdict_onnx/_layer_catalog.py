@@ -123,7 +123,7 @@ def catalog(
     value = image_input(model.graph, input_name)
     found_layout = input_layout(model.graph, value, layout)
     size, fixed = _probe_size(value, found_layout, input_size)
-    dims = concrete_input(value, found_layout, size)
+    dims = concrete_input(found_layout, size)
     shapes, types = inferred_facts(model, value.name, dims)
     spatial_axes = (2, 3) if found_layout == "NCHW" else (1, 2)
     walker = GraphWalker(model.graph, value.name, size, spatial_axes, lambda: shapes)

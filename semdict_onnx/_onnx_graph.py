@@ -17,9 +17,9 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from .errors import ModelFormatError, ModelNotFoundError, PrepareError
+from .metadata import LAYOUTS
 
 Shape = tuple[int | None, ...]
-LAYOUTS = ("NCHW", "NHWC")
 # Initializers with more elements than this are declared as inputs for shape inference.
 _KEEP_VALUES_UP_TO = 64
 # Ops that take an NCHW tensor: the first one the image meets says the input is NCHW.
@@ -148,9 +148,7 @@ def input_layout(graph: onnx.GraphProto, value: onnx.ValueInfoProto, given: str 
     return found
 
 
-def concrete_input(
-    value: onnx.ValueInfoProto, layout: str, size: tuple[int, int], batch: int = 1
-) -> list[int]:
+def concrete_input(layout: str, size: tuple[int, int], batch: int = 1) -> list[int]:
     """The input's shape at `size` (height, width) and `batch`."""
     height, width = size
     return [batch, 3, height, width] if layout == "NCHW" else [batch, height, width, 3]
