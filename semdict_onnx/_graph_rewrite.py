@@ -6,7 +6,7 @@ network's own input name, what the network expects (value range, channel order, 
 layout, element type); each chosen layer becomes an output [N, H, W, C] under its short name
 (a Transpose for NCHW maps; tokens lose their extra tokens and are reshaped to the patch grid,
 the grid's size read from the patch-embedding map at run time, so any input size works); a
-logits output can get a Softmax. Nodes no output needs are dropped.
+logits output can get a Softmax.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ._layer_catalog import LayerCandidate
-from .metadata import Preprocessing
-from .subgraph import needed_node_indices
+from ._metadata import Preprocessing
 
 PROLOGUE = "semdict_prologue"
 INT64_MAX = np.iinfo(np.int64).max
@@ -106,8 +105,8 @@ def set_outputs(
     softmax: bool,
     types: dict[str, int],
 ) -> None:
-    """Make the chosen layers (NHWC, float32) and the class output the graph's only outputs,
-    then drop every node and weight they do not need."""
+    """Make the chosen layers (NHWC, float32) and the class output the graph's only outputs
+    (`prune` in _subgraph.py then drops what they do not need)."""
     nodes = _Nodes(graph, "semdict_outputs")
     outputs = []
     for layer in layers:
@@ -140,7 +139,6 @@ def set_outputs(
     graph.node.extend(nodes.nodes)
     del graph.output[:]
     graph.output.extend(outputs)
-    _prune(graph)
 
 
 def _tokens_to_grid(nodes: _Nodes, candidate: LayerCandidate) -> str:
@@ -174,16 +172,3 @@ def _tokens_to_grid(nodes: _Nodes, candidate: LayerCandidate) -> str:
         axis=0,
     )
     return nodes.op("Reshape", [sliced, target])
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop the nodes, weights and value infos the outputs do not need."""
-    keep = needed_node_indices(graph, [value.name for value in graph.output])
-    kept = [node for index, node in enumerate(graph.node) if index in keep]
-    del graph.node[:]
-    graph.node.extend(kept)
-    used = {name for node in graph.node for name in node.input}
-    weights = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(weights)
-    del graph.value_info[:]

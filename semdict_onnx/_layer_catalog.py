@@ -37,8 +37,8 @@ from ._onnx_graph import (
     load_onnx,
     probe_shapes,
 )
+from ._receptive_field import ReceptiveField, field_from_axes, format_pair
 from .errors import PrepareError
-from .receptive_field import ReceptiveField, field_from_axes, format_pair
 
 DEFAULT_SIZE = 224
 MAX_EXTRA_TOKENS = 16

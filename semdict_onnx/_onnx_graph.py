@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
+from ._metadata import LAYOUTS
 from .errors import ModelFormatError, ModelNotFoundError, PrepareError
-from .metadata import LAYOUTS
 
 Shape = tuple[int | None, ...]
 # Initializers with more elements than this are declared as inputs for shape inference.

@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ._atomic import write_bytes_atomic
 from ._graph_rewrite import LayerOutput, add_prologue, set_outputs
 from ._layer_catalog import Catalog, LayerCandidate, catalog, token_layer
+from ._metadata import METADATA_KEY, FieldInfo, InputInfo, LayerInfo, ModelInfo, Preprocessing
 from ._onnx_graph import load_onnx
-from .atomic import write_bytes_atomic
+from ._receptive_field import ReceptiveField, given_field
+from ._subgraph import prune
 from .errors import ModelFormatError, PrepareError, UnknownLayerError
-from .metadata import METADATA_KEY, FieldInfo, InputInfo, LayerInfo, ModelInfo, Preprocessing
-from .receptive_field import ReceptiveField, given_field
 
 INPUT_NAME = "image"
 PROBABILITIES = "probabilities"
@@ -122,6 +123,7 @@ def prepared_model(
         preprocessing,
     )  # fmt: skip
     set_outputs(model.graph, chosen, class_tensor, class_name, options.logits, types)
+    model = _pruned(model)
     stride = max(max(round(j) for j in f.jump) for f in _walked_fields(found))
     variable = not found.fixed_size and _takes_other_sizes(model, new_input, size, stride)
     if not found.fixed_size and not variable:
@@ -154,6 +156,14 @@ def prepared_model(
     model.metadata_props.add(key=METADATA_KEY, value=info.to_json())
     model.doc_string = info.weights_note
     return model, info
+
+
+def _pruned(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` cut down to what its outputs need (no stale value infos: ORT infers shapes)."""
+    pruned = prune(model, [value.name for value in model.graph.output])
+    del pruned.graph.value_info[:]
+    pruned.ir_version = model.ir_version
+    return pruned
 
 
 def _source_sha256(source: object, model: onnx.ModelProto) -> str:

@@ -24,9 +24,9 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ._graph_walker import Axis, GraphWalker, Opaque, tidy
+from ._metadata import METADATA_KEY, LayerInfo, ModelInfo
 from ._onnx_graph import inferred_shapes
 from .errors import ModelFormatError
-from ._metadata import METADATA_KEY, LayerInfo, ModelInfo
 
 
 class Box(NamedTuple):

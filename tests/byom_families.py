@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from semdict_onnx.metadata import Preprocessing
+from semdict_onnx._metadata import Preprocessing
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ import onnx
 import pytest
 from byom_families import FAMILIES
 
+from semdict_onnx import load_model, receptive_fields
 from semdict_onnx._layer_catalog import list_layers
+from semdict_onnx._metadata import ModelInfo, Preprocessing
 from semdict_onnx._prepare import prepare_model
 from semdict_onnx.errors import ModelFormatError, PrepareError, SemdictError, UnknownLayerError
-from semdict_onnx.metadata import ModelInfo, Preprocessing
-from semdict_onnx.model import load_model
-from semdict_onnx.receptive_field import receptive_fields
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ from test_page_chromium import (
     shown,
 )
 
+from semdict_onnx import load_model, semantic_dict
 from semdict_onnx._prepare import prepare_model
-from semdict_onnx.model import load_model
-from semdict_onnx.semantic_dict import semantic_dict
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

@@ -15,13 +15,10 @@ from byom_families import FAMILIES, planted_picture, reference, softmax
 from PIL import Image
 from semdict_helpers import reference_top_k
 
+from semdict_onnx import load_model, receptive_fields, semantic_dict, to_batch
 from semdict_onnx._layer_catalog import list_layers
+from semdict_onnx._metadata import METADATA_KEY, ModelInfo
 from semdict_onnx._prepare import prepare_model
-from semdict_onnx.images import to_batch
-from semdict_onnx.metadata import METADATA_KEY, ModelInfo
-from semdict_onnx.model import load_model
-from semdict_onnx.receptive_field import receptive_fields
-from semdict_onnx.semantic_dict import semantic_dict
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
 

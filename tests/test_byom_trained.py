@@ -19,13 +19,10 @@ import pytest
 import trained_network as tn
 from semdict_helpers import reference_top_k
 
+from semdict_onnx import build_spritemap, load_model, semantic_dict, to_batch
 from semdict_onnx._layer_catalog import list_layers
+from semdict_onnx._metadata import Preprocessing
 from semdict_onnx._prepare import prepare_model
-from semdict_onnx.dataset_examples import build_spritemap
-from semdict_onnx.images import to_batch
-from semdict_onnx.metadata import Preprocessing
-from semdict_onnx.model import load_model
-from semdict_onnx.semantic_dict import semantic_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"

@@ -16,9 +16,9 @@ import pytest
 from onnx import numpy_helper
 from onnx_builders import GraphBuilder
 
+from semdict_onnx import receptive_fields
 from semdict_onnx._graph_walker import known_op_types
 from semdict_onnx.errors import ModelFormatError
-from semdict_onnx.receptive_field import receptive_fields
 
 SIZE = 24
 

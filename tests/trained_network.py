@@ -103,7 +103,7 @@ def _convert_here(h5: Path, output: Path) -> None:
     import tensorflow as tf
     import tf2onnx
 
-    from semdict_onnx.atomic import write_bytes_atomic
+    from semdict_onnx._atomic import write_bytes_atomic
 
     model = keras.saving.load_model(str(h5), compile=False)
     spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name=INPUT_NAME),)
