@@ -1,21 +1,157 @@
-"""The model card stored in an exported ONNX file: what the runtime knows about a network.
+"""The model card stored in a prepared ONNX file: what the runtime knows about a network.
 
-`scripts/export.py` writes it as JSON under the metadata key ``semdict_onnx``; the runtime
-reads every network fact (input name and size, value range, layers, channel counts,
-labels, default spritemaps, whether the weights are a random replica) from here instead
-of hard-coding GoogLeNet.
+`scripts/export.py` and `prepare_model` (semdict_onnx/_prepare.py) write it as JSON under the
+metadata key ``semdict_onnx``; the runtime reads every network fact (input name and size,
+value range and preprocessing, layers with their source tensors, channel counts, strides and
+receptive fields, labels, default spritemaps, whether the weights are a random replica) from
+here instead of hard-coding a network.
+
+Schema 2 added the preprocessing, the input's layout and, per layer, its source tensor, layout,
+stride and receptive field; files written with schema 1 still load (every new field has a
+default that says what those files are: NHWC layers that are their own source tensors).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from ._checks import is_integer
-from .errors import ImageError, ModelFormatError, UnknownLayerError
+from .errors import ImageError, ModelFormatError, PrepareError, UnknownLayerError
 
 METADATA_KEY = "semdict_onnx"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+CHANNEL_ORDERS = ("RGB", "BGR")
+LAYOUTS = ("NCHW", "NHWC")
+# Layer layouts: a feature map in either order, or a token sequence [N, tokens, C].
+LAYER_LAYOUTS = (*LAYOUTS, "tokens")
+# Where a layer's receptive field comes from: the graph (walked), its token's patch, or a crop
+# side given by hand where the walker cannot see through an op.
+FIELD_SOURCES = ("graph", "patch", "given")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a network expects of its image, from RGB in [0, 1] (what the runtime feeds).
+
+    In this order: scale to `value_range` (x * (high - low) + low), put the channels in
+    `channel_order`, subtract `mean` and divide by `std` per channel (both in the network's
+    channel order and in `value_range` units; None: 0 and 1). torchvision is value range
+    (0, 1) with ImageNet mean and std; Caffe (VGG, Keras ResNet50) is (0, 255), BGR, the BGR
+    mean; Keras "tf" mode (MobileNet, Inception v3) is (-1, 1).
+    """
+
+    value_range: tuple[float, float] = (0.0, 1.0)
+    channel_order: str = "RGB"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        low, high = _numbers(self.value_range, "value_range", 2)
+        if not high > low:
+            raise PrepareError(f"value_range must rise (low, high), not {self.value_range!r}")
+        order = str(self.channel_order).upper()
+        if order not in CHANNEL_ORDERS:
+            raise PrepareError(
+                f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, not "
+                f"{self.channel_order!r}"
+            )
+        mean = None if self.mean is None else _numbers(self.mean, "mean", 3)
+        std = None if self.std is None else _numbers(self.std, "std", 3)
+        if std is not None and not all(value > 0 for value in std):
+            raise PrepareError(f"std must be positive per channel, not {self.std!r}")
+        object.__setattr__(self, "value_range", (low, high))
+        object.__setattr__(self, "channel_order", order)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @classmethod
+    def preset(cls, name: str) -> Preprocessing:
+        """A named preprocessing: one of PRESETS (torchvision, caffe, tf, unit, bytes)."""
+        found = PRESETS.get(str(name).lower())
+        if found is None:
+            raise PrepareError(
+                f"unknown preprocessing {name!r}; use one of {', '.join(PRESETS)}, or give "
+                "value_range, channel_order, mean and std"
+            )
+        return found
+
+    def with_overrides(self, **changes: Any) -> Preprocessing:
+        """This preprocessing with the given fields (those not None) replaced, checked."""
+        given = {key: value for key, value in changes.items() if value is not None}
+        return replace(self, **given) if given else self
+
+    def network_range(self) -> tuple[float, float]:
+        """The lowest and highest value the network's input can get over all channels."""
+        low, high = self.value_range
+        mean = self.mean or (0.0, 0.0, 0.0)
+        std = self.std or (1.0, 1.0, 1.0)
+        lows = [(low - m) / s for m, s in zip(mean, std, strict=True)]
+        highs = [(high - m) / s for m, s in zip(mean, std, strict=True)]
+        return float(min(lows)), float(max(highs))
+
+    def apply(self, images: Any) -> Any:
+        """NHWC RGB images in [0, 1] as this network wants them (float32, NHWC): a reference
+        for tests and users checking a prepared file against their own pipeline."""
+        import numpy as np
+
+        low, high = self.value_range
+        out = np.asarray(images, np.float32) * np.float32(high - low) + np.float32(low)
+        if self.channel_order == "BGR":
+            out = out[..., ::-1]
+        if self.mean is not None:
+            out = out - np.asarray(self.mean, np.float32)
+        if self.std is not None:
+            out = out / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(out, np.float32)
+
+    def describe(self) -> str:
+        """The preprocessing in words, for the model's repr and the docs."""
+        low, high = self.value_range
+        words = [f"RGB [0, 1] -> [{low:g}, {high:g}]"]
+        if self.channel_order == "BGR":
+            words.append("as BGR")
+        if self.mean is not None:
+            words.append("minus mean (" + ", ".join(f"{v:g}" for v in self.mean) + ")")
+        if self.std is not None:
+            words.append("over std (" + ", ".join(f"{v:g}" for v in self.std) + ")")
+        return ", ".join(words)
+
+
+def _numbers(values: object, what: str, count: int) -> tuple[float, ...]:
+    """`values` as `count` finite floats, else a PrepareError saying what was wrong."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        try:
+            values = list(values)  # numpy arrays and other iterables
+        except TypeError:
+            raise PrepareError(f"{what} must be {count} numbers, not {values!r}") from None
+    if len(values) != count:
+        per = "one per colour channel" if count == 3 else "(low, high)"
+        raise PrepareError(f"{what} must be {count} numbers ({per}), not {len(values)}: {values!r}")
+    try:
+        floats = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise PrepareError(f"{what} must be {count} numbers, not {values!r}") from None
+    if not all(math.isfinite(v) for v in floats):
+        raise PrepareError(f"{what} must be finite numbers, not {values!r}")
+    return floats
+
+
+PRESETS = {
+    "unit": Preprocessing(),
+    "bytes": Preprocessing(value_range=(0.0, 255.0)),
+    "tf": Preprocessing(value_range=(-1.0, 1.0)),
+    "torchvision": Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    "caffe": Preprocessing(value_range=(0.0, 255.0), channel_order="BGR", mean=CAFFE_BGR_MEAN),
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +161,10 @@ class InputInfo:
     `height` and `width` are the default (trained) size. A `variable_size` model also takes any
     height and width of at least `min_side`; `stride` is the network's total stride, input
     pixels per position of its coarsest layer, so sizes that are multiples of it tile into
-    whole grid cells. Files written before variable sizes existed are fixed-size.
+    whole grid cells. Files written before variable sizes existed are fixed-size. `layout` is
+    the network's own input layout (a prepared NCHW network gets a transpose in its graph);
+    `preprocessing`, where given, is what that graph does between this input and the network
+    (None: the GoogLeNet export, whose graph maps `value_range` to `network_range` itself).
     """
 
     name: str
@@ -36,6 +175,8 @@ class InputInfo:
     variable_size: bool = False
     min_side: int = 1
     stride: int = 1
+    layout: str = "NHWC"
+    preprocessing: Preprocessing | None = None
 
     @property
     def default_size(self) -> tuple[int, int]:
@@ -60,10 +201,15 @@ class InputInfo:
         if size == self.default_size:
             return size
         if not self.variable_size:
+            hint = (
+                "its network's graph has a fixed input size, so every image is resized to it: "
+                "leave size=None"
+                if self.preprocessing is not None
+                else "its file was exported with a fixed input size. Re-export it with this "
+                "version's `python scripts/export.py` for other sizes, or leave size=None"
+            )
             raise ImageError(
-                f"this model takes {self.describe_sizes()}, not {height}x{width}: its file was "
-                "exported with a fixed input size. Re-export it with this version's "
-                "`python scripts/export.py` for other sizes, or leave size=None"
+                f"this model takes {self.describe_sizes()}, not {height}x{width}: {hint}"
             )
         if min(size) < self.min_side:
             raise ImageError(
@@ -74,16 +220,48 @@ class InputInfo:
 
 
 @dataclass(frozen=True)
-class LayerInfo:
-    """One exported activation layer: the ONNX output of the same name, shaped [N, H, W, C].
+class FieldInfo:
+    """A layer's receptive field at the input's default size, per axis as (rows, cols).
 
-    `height` and `width` are at the input's default size.
+    `size` is the field's side in input pixels, `jump` the layer's stride (input pixels
+    between neighbouring positions), `start` the centre of position 0. `source` says where it
+    comes from: "graph" (walked through the graph; recomputed at other input sizes), "patch"
+    (a token's patch: the field of the patch-embedding feature map `grid_tensor`, recomputed
+    at other sizes) or "given" (a crop side given by hand where the graph cannot be walked;
+    positions are taken to tile the input evenly).
+    """
+
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    start: tuple[float, float]
+    source: str = "graph"
+    grid_tensor: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One activation layer: the ONNX output of the same name, shaped [N, H, W, C].
+
+    `height` and `width` are at the input's default size. `tensor` is the network's own tensor
+    the layer shows (None: the output itself), laid out as `layout` (NCHW and token layers are
+    transposed and reshaped to [N, H, W, C] inside the graph); a token layer's first
+    `extra_tokens` tokens (class token, registers) are dropped. `field`, where known, is its
+    receptive field (files from before schema 2 have none: the graph is walked).
     """
 
     name: str
     channels: int
     height: int
     width: int
+    tensor: str | None = None
+    layout: str = "NHWC"
+    extra_tokens: int = 0
+    field: FieldInfo | None = None
+
+    @property
+    def source_tensor(self) -> str:
+        """The network's tensor this layer shows."""
+        return self.tensor or self.name
 
 
 @dataclass(frozen=True)
@@ -140,28 +318,19 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, text: str) -> ModelInfo:
-        """Parse the ONNX metadata written by `to_json`."""
+        """Parse the ONNX metadata written by `to_json` (this schema or an older one)."""
         try:
             raw = json.loads(text)
-            if raw.get("schema") != SCHEMA_VERSION:
+            if raw.get("schema") not in READABLE_SCHEMAS:
                 raise ModelFormatError(
-                    f"model metadata schema {raw.get('schema')!r} is not {SCHEMA_VERSION}; "
-                    "re-export the model with this version's scripts/export.py"
+                    f"model metadata schema {raw.get('schema')!r} is not one this version reads "
+                    f"({', '.join(map(str, READABLE_SCHEMAS))}); re-export the model with this "
+                    "version's scripts/export.py, or prepare it again with prepare_model"
                 )
-            inp = raw["input"]
             return cls(
                 network=raw["network"],
-                input=InputInfo(
-                    name=inp["name"],
-                    height=int(inp["height"]),
-                    width=int(inp["width"]),
-                    value_range=tuple(inp["value_range"]),
-                    network_range=tuple(inp["network_range"]),
-                    variable_size=bool(inp.get("variable_size", False)),
-                    min_side=int(inp.get("min_side", 1)),
-                    stride=int(inp.get("stride", 1)),
-                ),
-                layers=tuple(LayerInfo(**layer) for layer in raw["layers"]),
+                input=_input_from(raw["input"]),
+                layers=tuple(_layer_from(layer) for layer in raw["layers"]),
                 source_sha256=raw["source_sha256"],
                 replica=bool(raw["replica"]),
                 class_output=raw.get("class_output"),
@@ -176,5 +345,67 @@ class ModelInfo:
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFormatError(
                 f"the model's {METADATA_KEY!r} metadata is malformed ({exc}); "
-                "re-export it with `python scripts/export.py`"
+                "re-export it with `python scripts/export.py`, or prepare it again"
             ) from exc
+
+
+def _pair(values: Sequence[float]) -> tuple[float, float]:
+    """Two numbers from JSON as a (rows, cols) tuple."""
+    first, second = values
+    return float(first), float(second)
+
+
+def _input_from(raw: dict[str, Any]) -> InputInfo:
+    """The InputInfo in a card's JSON; keys newer than the file default to what it had."""
+    preprocessing = raw.get("preprocessing")
+    layout = raw.get("layout", "NHWC")
+    if layout not in LAYOUTS:
+        raise ValueError(f"input layout {layout!r} is not one of {LAYOUTS}")
+    return InputInfo(
+        name=raw["name"],
+        height=int(raw["height"]),
+        width=int(raw["width"]),
+        value_range=_pair(raw["value_range"]),
+        network_range=_pair(raw["network_range"]),
+        variable_size=bool(raw.get("variable_size", False)),
+        min_side=int(raw.get("min_side", 1)),
+        stride=int(raw.get("stride", 1)),
+        layout=layout,
+        preprocessing=None
+        if preprocessing is None
+        else Preprocessing(
+            value_range=_pair(preprocessing["value_range"]),
+            channel_order=preprocessing["channel_order"],
+            mean=preprocessing.get("mean"),
+            std=preprocessing.get("std"),
+        ),
+    )
+
+
+def _layer_from(raw: dict[str, Any]) -> LayerInfo:
+    """The LayerInfo in a card's JSON (schema 1 layers have name, channels, height, width)."""
+    layout = raw.get("layout", "NHWC")
+    if layout not in LAYER_LAYOUTS:
+        raise ValueError(f"layer layout {layout!r} is not one of {LAYER_LAYOUTS}")
+    found = raw.get("field")
+    field_info = None
+    if found is not None:
+        if found.get("source", "graph") not in FIELD_SOURCES:
+            raise ValueError(f"field source {found.get('source')!r} is not one of {FIELD_SOURCES}")
+        field_info = FieldInfo(
+            size=_pair(found["size"]),
+            jump=_pair(found["jump"]),
+            start=_pair(found["start"]),
+            source=found.get("source", "graph"),
+            grid_tensor=found.get("grid_tensor"),
+        )
+    return LayerInfo(
+        name=raw["name"],
+        channels=int(raw["channels"]),
+        height=int(raw["height"]),
+        width=int(raw["width"]),
+        tensor=raw.get("tensor"),
+        layout=layout,
+        extra_tokens=int(raw.get("extra_tokens", 0)),
+        field=field_info,
+    )

@@ -68,3 +68,7 @@ class SpritemapError(SemdictError, ValueError):
 
 class ProviderWarning(UserWarning):
     """A provider setup that works but is probably not what the user wants."""
+
+
+class PrepareError(SemdictError, ValueError):
+    """Options for preparing an ONNX network that do not fit its graph (prepare_model)."""
