@@ -66,6 +66,14 @@ class SpritemapError(SemdictError, ValueError):
     """A spritemap that cannot be read, or does not fit the layer it is used for."""
 
 
+class RenderError(SemdictError, ValueError):
+    """Feature-visualization settings or objectives that cannot be rendered."""
+
+
+class GradientRuleError(SemdictError, NotImplementedError):
+    """A graph op on the way to a layer that the feature-visualization gradient cannot pass."""
+
+
 class ProviderWarning(UserWarning):
     """A provider setup that works but is probably not what the user wants."""
 
