@@ -1,0 +1,450 @@
+"""Rendering: gradient ascent from a random Fourier image to a picture that excites a layer.
+
+`render` optimizes one picture per row of objective weights (a batch at a time): Lucid's
+parameterization (_parameterization.py), its random transforms with exact adjoints
+(_transforms.py), the gradient model on ONNX Runtime (_gradient_model.py) and Adam
+(_optimizer.py). Picture n starts from a generator seeded with (seed, keys[n]) and every
+batch sees the same transforms at each step (drawn from the seed), so a picture depends on
+the seed and its key, not on which others share its batch. `visualize` renders one channel,
+neuron group or direction; `render_spritemap` renders many into a `Spritemap`, saving and
+resuming through a checkpoint (_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .. import providers
+from ..bases import NEURONS, Basis, resolve_basis
+from ..errors import RenderError
+from ..model import Model, load_model
+from ..spritemap import Spritemap
+from . import _transforms
+from ._checkpoint import RenderCheckpoint
+from ._gradient_model import GradientSession, gradient_session
+from ._optimizer import Adam
+from ._parameterization import FourierImage
+
+DEFAULT_SIZE = 128
+DEFAULT_STEPS = 256
+DEFAULT_LEARNING_RATE = 0.05
+# Documented limits: larger pictures or longer runs are refused before anything runs.
+MAX_SIZE = 512
+MAX_STEPS = 4096
+MAX_BATCH = 256
+DEFAULT_BATCH = {"CPU": 8, "CUDA": 64}
+BLANK_COLOUR = (224, 224, 224)
+METHOD = "feature visualization"
+# Lucid's render_vis redirects ReLU gradients for its first 16 steps (see _vjp.py).
+REDIRECT_STEPS = 16
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What decides a rendered picture besides its objective: size, steps, seed, step size."""
+
+    size: int = DEFAULT_SIZE
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    transforms: bool = True
+
+    def check(self, model: Model) -> None:
+        """Refuse settings this model cannot render, saying what it takes."""
+        info = model.info.input
+        _check_int("size", self.size, 1, MAX_SIZE)
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        rate = self.learning_rate
+        if not isinstance(rate, numbers.Real) or not math.isfinite(rate) or rate <= 0:
+            raise RenderError(f"learning_rate must be a positive number, not {rate!r}")
+        if not info.variable_size:
+            if self.transforms or (self.size, self.size) != info.default_size:
+                raise RenderError(
+                    f"this model takes {info.describe_sizes()}; the random transforms change "
+                    f"the size at every step: render with transforms=False and size="
+                    f"{info.height}, or re-export the model for variable sizes"
+                )
+        square = (self.size, self.size)
+        smallest = _transforms.smallest_output(square) if self.transforms else square
+        if min(smallest) < info.min_side:
+            raise RenderError(
+                f"size {self.size} is too small: the network would see {min(smallest)} px, "
+                f"and this model takes at least {info.min_side}; ask for a larger size"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings and the fixed recipe, for manifests and checkpoints."""
+        recipe = {
+            "parameterization": "Fourier spectrum, 1/f decay, decorrelated colour, sigmoid",
+            "optimizer": "Adam",
+        }
+        if self.transforms:
+            recipe["transforms"] = {
+                "pad": _transforms.PAD,
+                "fill": _transforms.FILL,
+                "jitter": [_transforms.FIRST_JITTER, _transforms.SECOND_JITTER],
+                "scales": [round(s, 4) for s in _transforms.SCALES],
+                "angles": sorted(set(_transforms.ANGLES)),
+            }
+        return {**asdict(self), "recipe": recipe}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Rendered pictures and how their objectives went.
+
+    `pictures` float32 [N, size, size, 3] in [0, 1]; `history` [steps, N]: the objective at
+    each step on what the network saw (transformed); `start` and `end` [N]: the objective of
+    the untransformed first and final pictures.
+    """
+
+    pictures: np.ndarray
+    history: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    """`value` if it is an integer in [low, high], else a clear error."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not low <= value <= high
+    ):
+        raise RenderError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
+    """A loaded model from a Model, a path, or None (the default exported model)."""
+    return model if isinstance(model, Model) else load_model(model)
+
+
+def _default_batch(session: GradientSession) -> int:
+    """Pictures per batch: enough to fill a GPU, a few on the CPU."""
+    return DEFAULT_BATCH["CUDA" if session.provider == providers.CUDA else "CPU"]
+
+
+def render(
+    layer: str,
+    weights: np.ndarray,
+    model: Model | str | os.PathLike[str] | None = None,
+    settings: RenderSettings | None = None,
+    keys: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> Rendered:
+    """One picture per row of `weights` [N, channels]: the objective weights . mean activation.
+
+    `keys` (default 0..N-1) seed each picture's start with the settings' seed.
+    """
+    model = _as_model(model)
+    settings = settings or RenderSettings()
+    channels = model.info.layer(layer).channels
+    weights = _check_weights(weights, channels, layer)
+    keys = list(range(len(weights))) if keys is None else [int(key) for key in keys]
+    if len(keys) != len(weights):
+        raise RenderError(f"{len(keys)} keys for {len(weights)} objectives")
+    settings.check(model)
+    session = gradient_session(model, layer)
+    batch = _check_int("batch_size", batch_size or _default_batch(session), 1, MAX_BATCH)
+    batches = [range(i, min(i + batch, len(weights))) for i in range(0, len(weights), batch)]
+    with tqdm(
+        total=len(batches) * settings.steps,
+        unit="step",
+        desc=f"featurevis {layer}",
+        disable=not progress,
+    ) as bar:
+        parts = [
+            _render_batch(model, layer, settings, weights[list(b)], [keys[i] for i in b], bar)
+            for b in batches
+        ]
+    pictures, history, start, end = zip(*parts, strict=True)
+    return Rendered(
+        np.concatenate(pictures),
+        np.concatenate(history, axis=1),
+        np.concatenate(start),
+        np.concatenate(end),
+    )
+
+
+def _check_weights(weights: Any, channels: int, layer: str) -> np.ndarray:
+    """Objective weights as float32 [N, channels], or a clear error."""
+    matrix = np.asarray(weights, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != channels or matrix.shape[0] < 1:
+        raise RenderError(
+            f"objective weights must be [N, {channels}] for layer {layer!r}, not {matrix.shape}"
+        )
+    if not np.isfinite(matrix).all() or not matrix.any(axis=1).all():
+        raise RenderError("every objective needs finite weights, not all zero")
+    return matrix
+
+
+class Optimization:
+    """One batch of pictures being optimized, a step at a time (see module doc)."""
+
+    def __init__(
+        self,
+        model: Model,
+        layer: str,
+        settings: RenderSettings,
+        weights: np.ndarray,
+        keys: list[int],
+    ) -> None:
+        low, high = model.info.input.value_range
+        self._span, self._offset = np.float32(high - low), np.float32(low)
+        self._settings = settings
+        self._size = (settings.size, settings.size)
+        self._image = FourierImage(self._size)
+        self.params = self._image.initial(settings.seed, keys)
+        self._adam = Adam(self.params, settings.learning_rate)
+        self._draws = _transforms.draw_transforms(settings.seed, settings.steps)
+        self._true = gradient_session(model, layer)
+        self._redirected = gradient_session(model, layer, redirect_relu=True)
+        self._weights = weights
+        self.steps_done = 0
+
+    def objective(self, pictures: np.ndarray, session: GradientSession | None = None) -> tuple:
+        """The objective [N] of `pictures` [N, H, W, 3] in [0, 1], and its picture gradient."""
+        session = session or self._true
+        session.set_weights(self._weights)
+        value, grad = session(self._offset + self._span * pictures)
+        grad *= self._span
+        return value, grad
+
+    def pictures(self) -> np.ndarray:
+        """The current pictures [N, size, size, 3] in [0, 1]."""
+        return self._image.image(self.params)[0]
+
+    def step(self) -> np.ndarray:
+        """One step of Adam up the objective; returns the objective [N] the network saw."""
+        index = self.steps_done
+        picture, saved = self._image.image(self.params)
+        transform = (
+            _transforms.Transform(self._size, self._draws[index % len(self._draws)])
+            if self._settings.transforms
+            else None
+        )
+        seen = transform.apply(picture) if transform else picture
+        session = self._redirected if index < REDIRECT_STEPS else self._true
+        value, grad = self.objective(seen, session)
+        if transform:
+            grad = transform.adjoint(grad)
+        self._adam.ascend(self.params, self._image.backward(grad, saved))
+        self.steps_done += 1
+        return value
+
+
+def _render_batch(
+    model: Model,
+    layer: str,
+    settings: RenderSettings,
+    weights: np.ndarray,
+    keys: list[int],
+    bar: tqdm,
+) -> tuple[np.ndarray, ...]:
+    """Optimize one batch of pictures; returns (pictures, history, start, end)."""
+    run = Optimization(model, layer, settings, weights, keys)
+    start = run.objective(run.pictures())[0]
+    history = np.empty((settings.steps, len(keys)), np.float32)
+    for step in range(settings.steps):
+        history[step] = run.step()
+        bar.update(1)
+    pictures = run.pictures()
+    return pictures, history, start, run.objective(pictures)[0]
+
+
+def to_image(picture: np.ndarray) -> Image.Image:
+    """A float [H, W, 3] picture in [0, 1] as an 8-bit RGB image."""
+    return Image.fromarray(np.round(np.clip(picture, 0, 1) * 255).astype(np.uint8), "RGB")
+
+
+def objective_weights(
+    layer: str,
+    channels: int,
+    channel: int | Sequence[int] | None = None,
+    direction: Any = None,
+) -> np.ndarray:
+    """The weights [1, channels] of one objective: a channel, a neuron group or a direction."""
+    if (channel is None) == (direction is None):
+        raise RenderError("pass either channel= (one, or a list for a neuron group) or direction=")
+    if direction is not None:
+        vector = np.asarray(direction, dtype=np.float32).reshape(-1)
+        if vector.shape != (channels,):
+            raise RenderError(
+                f"a direction of layer {layer!r} has {channels} entries, not {np.shape(direction)}"
+            )
+        return _check_weights(vector[None], channels, layer)
+    group = [channel] if isinstance(channel, numbers.Integral) else list(channel)
+    if not group:
+        raise RenderError("a neuron group needs at least one channel")
+    weights = np.zeros((1, channels), np.float32)
+    for index in group:
+        weights[0, _check_channel(index, channels, layer)] = 1.0
+    return weights
+
+
+def _check_channel(index: Any, count: int, layer: str, unit: str = "channel") -> int:
+    """`index` if it names one of `count` channels (or directions), else a clear error."""
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise RenderError(f"a {unit} is an integer, not {index!r}")
+    if not 0 <= index < count:
+        raise RenderError(
+            f"{unit} {index} is out of range: layer {layer!r} has {count} {unit}s (0..{count - 1})"
+        )
+    return int(index)
+
+
+def visualize(
+    layer: str,
+    channel: int | Sequence[int] | None = None,
+    model: Model | str | os.PathLike[str] | None = None,
+    *,
+    direction: Any = None,
+    size: int = DEFAULT_SIZE,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    transforms: bool = True,
+    progress: bool = False,
+) -> Image.Image:
+    """A picture that excites `channel` of `layer` (a list: their sum), or a `direction`.
+
+    `direction` is a vector over the layer's channels, e.g. a row of a Basis's components.
+    Lucid's recipe: `steps` steps of Adam on a `size` x `size` Fourier image under random
+    transforms; the same seed gives the same picture on one machine.
+    """
+    model = _as_model(model)
+    channels = model.info.layer(layer).channels
+    weights = objective_weights(layer, channels, channel, direction)
+    settings = RenderSettings(size, steps, seed, learning_rate, transforms)
+    key = int(np.flatnonzero(weights[0])[0]) if direction is None else 0
+    rendered = render(layer, weights, model, settings, [key], 1, progress)
+    return to_image(rendered.pictures[0])
+
+
+def render_spritemap(
+    layer: str,
+    model: Model | str | os.PathLike[str] | None = None,
+    channels: Sequence[int] | None = None,
+    *,
+    basis: Basis | np.ndarray | str | None = None,
+    size: int = DEFAULT_SIZE,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    transforms: bool = True,
+    sprite_size: int | None = None,
+    per_row: int | None = None,
+    batch_size: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> Spritemap:
+    """A spritemap of feature visualizations: one sprite per channel (or `basis` direction).
+
+    `channels` picks which to render (default: all); the others stay blank, and the
+    manifest lists which were rendered. With `checkpoint` (an .npz path) the finished sprites
+    are saved after every batch and a later call with the same settings resumes from them.
+    """
+    model = _as_model(model)
+    total = model.info.layer(layer).channels
+    directions = resolve_basis(basis, layer, total)
+    unit = directions.unit
+    wanted = range(directions.k) if channels is None else list(dict.fromkeys(channels))
+    wanted = [_check_channel(i, directions.k, layer, unit) for i in wanted]
+    if not wanted:
+        raise RenderError("channels is empty: pass None for all, or the indices to render")
+    settings = RenderSettings(size, steps, seed, learning_rate, transforms)
+    settings.check(model)
+    sprite = _check_int("sprite_size", sprite_size or settings.size, 1, MAX_SIZE)
+    per_row = _check_int("per_row", per_row or math.ceil(math.sqrt(directions.k)), 1, 10**6)
+    if checkpoint is not None and Path(checkpoint).suffix.lower() != ".npz":
+        raise RenderError(f"a render checkpoint is an .npz file, not {str(checkpoint)!r}")
+    key = {
+        "layer": layer,
+        "model_sha256": hashlib.sha256(model.path.read_bytes()).hexdigest(),
+        "basis": directions.fingerprint,
+        "sprite_size": sprite,
+        **settings.to_dict(),
+    }
+    state = RenderCheckpoint.open(checkpoint, key, sprite)
+    todo = [index for index in wanted if index not in state.sprites]
+    session = gradient_session(model, layer)
+    batch = _check_int("batch_size", batch_size or _default_batch(session), 1, MAX_BATCH)
+    components = directions.components
+    with tqdm(
+        total=len(todo) * settings.steps,
+        initial=0,
+        unit="step",
+        desc=f"featurevis {layer} ({len(wanted) - len(todo)} of {len(wanted)} done)",
+        disable=not progress,
+    ) as bar:
+        for first in range(0, len(todo), batch):
+            indices = todo[first : first + batch]
+            pictures, _, _, end = _render_batch(
+                model, layer, settings, components[indices], indices, bar
+            )
+            state.add(indices, np.stack([_sprite(p, sprite) for p in pictures]), end)
+            if checkpoint is not None:
+                state.save(checkpoint)
+    return _compose(state, directions, layer, model, settings, per_row)
+
+
+def _sprite(picture: np.ndarray, size: int) -> np.ndarray:
+    """A picture as a uint8 sprite of `size` pixels."""
+    image = to_image(picture)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def _compose(
+    state: RenderCheckpoint,
+    directions: Basis,
+    layer: str,
+    model: Model,
+    settings: RenderSettings,
+    per_row: int,
+) -> Spritemap:
+    """The grid of every finished sprite (blank elsewhere) and its manifest."""
+    size, count = state.sprite_size, directions.k
+    rows = math.ceil(count / per_row)
+    grid = np.empty((rows * size, per_row * size, 3), np.uint8)
+    grid[:] = BLANK_COLOUR
+    for index, sprite in state.sprites.items():
+        top, left = (index // per_row) * size, (index % per_row) * size
+        grid[top : top + size, left : left + size] = sprite
+    rendered = sorted(state.sprites)
+    described = {}
+    if directions.method != NEURONS:
+        described = {
+            "basis_description": directions.describe(),
+            "basis_fingerprint": directions.fingerprint,
+        }
+    manifest = {
+        "basis": directions.method,
+        **described,
+        "method": METHOD,
+        "model": {
+            "network": model.info.network,
+            "replica": model.info.replica,
+            "source_sha256": model.info.source_sha256,
+        },
+        "settings": settings.to_dict(),
+        "rendered": rendered,
+        "missing": [index for index in range(count) if index not in state.sprites],
+        "renders": [{directions.unit: i, "objective": state.objectives[i]} for i in rendered],
+    }
+    return Spritemap(grid, per_row, size, count, layer=layer, manifest=manifest)
