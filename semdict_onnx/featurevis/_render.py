@@ -159,7 +159,8 @@ def render(
         raise RenderError(f"{len(keys)} keys for {len(weights)} objectives")
     settings.check(model)
     session = gradient_session(model, layer)
-    batch = _check_int("batch_size", batch_size or _default_batch(session), 1, MAX_BATCH)
+    batch = _default_batch(session) if batch_size is None else batch_size
+    batch = _check_int("batch_size", batch, 1, MAX_BATCH)
     batches = [range(i, min(i + batch, len(weights))) for i in range(0, len(weights), batch)]
     with tqdm(
         total=len(batches) * settings.steps,
@@ -368,8 +369,10 @@ def render_spritemap(
         raise RenderError("channels is empty: pass None for all, or the indices to render")
     settings = RenderSettings(size, steps, seed, learning_rate, transforms)
     settings.check(model)
-    sprite = _check_int("sprite_size", sprite_size or settings.size, 1, MAX_SIZE)
-    per_row = _check_int("per_row", per_row or math.ceil(math.sqrt(directions.k)), 1, 10**6)
+    sprite = settings.size if sprite_size is None else sprite_size
+    sprite = _check_int("sprite_size", sprite, 1, MAX_SIZE)
+    per_row = math.ceil(math.sqrt(directions.k)) if per_row is None else per_row
+    per_row = _check_int("per_row", per_row, 1, directions.k)
     if checkpoint is not None and Path(checkpoint).suffix.lower() != ".npz":
         raise RenderError(f"a render checkpoint is an .npz file, not {str(checkpoint)!r}")
     key = {
@@ -382,7 +385,8 @@ def render_spritemap(
     state = RenderCheckpoint.open(checkpoint, key, sprite)
     todo = [index for index in wanted if index not in state.sprites]
     session = gradient_session(model, layer)
-    batch = _check_int("batch_size", batch_size or _default_batch(session), 1, MAX_BATCH)
+    batch = _default_batch(session) if batch_size is None else batch_size
+    batch = _check_int("batch_size", batch, 1, MAX_BATCH)
     components = directions.components
     with tqdm(
         total=len(todo) * settings.steps,

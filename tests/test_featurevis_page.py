@@ -1,0 +1,99 @@
+"""A rendered feature-visualization spritemap in the dictionary page, in real Chromium.
+
+The user's path: render_spritemap for the channels a photo excites, save it, pass the saved
+file to semantic_dict, save the page, open it in headless Chromium (Debian's, driven by
+Playwright, every request but file: and data: blocked). The rendered channels show their
+pictures; channels left out show the blank sprite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semdict_onnx import render as page_render
+from semdict_onnx.featurevis import render_spritemap
+from semdict_onnx.semantic_dict import semantic_dict
+from semdict_onnx.spritemap import Spritemap
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+PHOTO = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples" / "chelsea.jpg"
+LAYER = "mixed4a"
+MEAN_COLOURS = """
+root => Array.from(root.querySelectorAll('.sd-entry')).map(entry => {
+  const img = entry.querySelector('.sd-sprite-img');
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) { for (let c = 0; c < 3; c++) sum[c] += data[i + c]; }
+  const count = data.length / 4;
+  return [entry.getAttribute('data-channel'), img.complete && img.naturalWidth > 0,
+          sum.map(v => v / count)];
+})
+"""
+
+
+def mean_colour(sprite: Image.Image) -> np.ndarray:
+    """The mean RGB of a sprite as the page shows it (resized to the page's sprite size)."""
+    size = page_render.SPRITE_PX
+    shown = sprite if sprite.size == (size, size) else sprite.resize((size, size))
+    return np.asarray(shown, np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def test_a_rendered_spritemap_shows_in_the_page(replica_model, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
+    acts = replica_model.activations(PHOTO, layers=[LAYER])[LAYER][0]
+    row, col = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
+    top = [int(c) for c in np.argsort(-acts[row, col])[:4]]
+    rendered = top[:3]  # the fourth is left out: it must show the blank sprite
+    spritemap = render_spritemap(
+        LAYER, replica_model, channels=rendered, size=64, steps=16, sprite_size=48, progress=False
+    )
+    saved = spritemap.save(tmp_path / "mixed4a-featurevis.png")
+    manifest = json.loads(saved.with_suffix(".json").read_text())
+    assert manifest["method"] == "feature visualization"
+    assert manifest["settings"]["steps"] == 16 and manifest["rendered"] == sorted(rendered)
+    page = semantic_dict(PHOTO, LAYER, replica_model, spritemap=str(saved)).save(
+        tmp_path / "page.html"
+    )
+    loaded = Spritemap.load(saved)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        context = browser.new_context(viewport={"width": 1000, "height": 800})
+        blocked: list[str] = []
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(("file:", "data:"))
+                else (blocked.append(route.request.url), route.abort())
+            ),
+        )
+        view = context.new_page()
+        errors: list[str] = []
+        view.on("pageerror", lambda error: errors.append(str(error)))
+        view.goto(page.resolve().as_uri())
+        view.wait_for_load_state("load")
+        entries = view.locator(".semdict").first.evaluate(MEAN_COLOURS)
+        browser.close()
+    assert not errors and not blocked
+    assert [int(channel) for channel, _, _ in entries] == top
+    for channel, loaded_ok, colour in entries:
+        assert loaded_ok
+        expected = mean_colour(loaded.sprite(int(channel)))
+        assert np.abs(np.array(colour) - expected).max() < 4, (channel, colour, expected)
+        is_blank = np.abs(np.array(colour) - 224).max() < 2
+        assert is_blank == (int(channel) not in rendered), channel
