@@ -13,6 +13,7 @@ provider the model runs on, with IO binding: on CUDA the weights stay on the dev
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 
 import numpy as np
@@ -24,6 +25,7 @@ from .. import providers
 from ..errors import GradientRuleError, ModelFormatError
 from ..metadata import ModelInfo
 from ..model import Model
+from ..parallel import usable_cores
 from ..subgraph import needed_node_indices
 from ._backward import Backward, Emitter
 from ._vjp import RULES
@@ -177,15 +179,18 @@ class GradientSession:
     """A layer's gradient model on ONNX Runtime, on the execution provider its model runs on.
 
     Call `set_weights` once per batch of objectives, then call it with images: it returns
-    the objective [N] and its gradient with respect to the images.
+    the objective [N] and its gradient with respect to the images. On the CPU a batch runs as
+    one one-thread run per core at once (as parallel.py runs the model's batches), each on
+    its share of the images; a single image uses every core through ONNX Runtime's own pool.
     """
 
     def __init__(self, model: Model, layer: str, redirect_relu: bool = False) -> None:
         source = onnx.load(model.path)
         proto = build_gradient_model(source, model.info, layer, redirect_relu)
+        self._proto = proto.SerializeToString()
         # The same providers and provider options (CUDA device, TF32) as the model's session.
-        template = model._session  # noqa: SLF001 - the package's own session, read only
-        self._session = providers.session_like(proto.SerializeToString(), template)
+        self._template = model._session  # noqa: SLF001 - the package's own session, read only
+        self._session = providers.session_like(self._proto, self._template)
         self.layer = layer
         self.channels = model.info.layer(layer).channels
         self.provider = self._session.get_providers()[0]
@@ -194,30 +199,59 @@ class GradientSession:
         self._device = ("cuda", int(options.get("device_id", 0))) if on_cuda else ("cpu", 0)
         self._input = model.info.input.name
         self._binding = self._session.io_binding()
-        self._weights: ort.OrtValue | None = None
-        self._weights_from: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._weights_bound: ort.OrtValue | None = None
+        cores = usable_cores()
+        self._cores = cores if self.provider == providers.CPU and cores > 1 else 1
+        self._twin: ort.InferenceSession | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def set_weights(self, weights: np.ndarray) -> None:
         """The objectives' weights [N, channels] for the calls that follow (kept on the device).
 
-        Setting the same array again costs nothing.
+        Setting the same array object again costs nothing.
         """
-        if weights is self._weights_from:
+        if weights is self._weights:
             return
+        self._weights = weights
         values = np.ascontiguousarray(weights, dtype=np.float32)
-        self._weights = ort.OrtValue.ortvalue_from_numpy(values, *self._device)
-        self._binding.bind_ortvalue_input(WEIGHTS, self._weights)
-        self._weights_from = weights
+        self._weights_bound = ort.OrtValue.ortvalue_from_numpy(values, *self._device)
+        self._binding.bind_ortvalue_input(WEIGHTS, self._weights_bound)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The objective [N] of `images` [N, H, W, 3] (model range) and its image gradient."""
-        if self._weights is None:
-            raise RuntimeError("call set_weights before computing gradients")
-        self._binding.bind_cpu_input(self._input, np.ascontiguousarray(images, np.float32))
+        if self._weights is None or len(self._weights) != len(images):
+            raise RuntimeError("set_weights with one row per image before computing gradients")
+        images = np.ascontiguousarray(images, np.float32)
+        if self._cores > 1 and len(images) > 1:
+            return self._per_core(images)
+        self._binding.bind_cpu_input(self._input, images)
         for name in (OBJECTIVE, IMAGE_GRADIENT):
             self._binding.bind_output(name, *self._device)
         self._session.run_with_iobinding(self._binding)
         objective, gradient = self._binding.copy_outputs_to_cpu()
+        return objective, gradient
+
+    def _per_core(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One one-thread run per core, each on a contiguous share of the batch."""
+        if self._twin is None:
+            self._twin = providers.session_like(self._proto, self._template, intra_op_threads=1)
+            self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="semdict-featurevis")
+        weights = np.ascontiguousarray(self._weights, np.float32)
+        objective = np.empty(len(images), np.float32)
+        gradient = np.empty_like(images)
+        bounds = np.linspace(0, len(images), min(self._cores, len(images)) + 1).astype(int)
+
+        def run(start: int, stop: int) -> None:
+            binding = self._twin.io_binding()
+            binding.bind_cpu_input(self._input, images[start:stop])
+            binding.bind_cpu_input(WEIGHTS, weights[start:stop])
+            for name, out in ((OBJECTIVE, objective), (IMAGE_GRADIENT, gradient)):
+                part = out[start:stop]
+                binding.bind_output(name, "cpu", 0, np.float32, part.shape, part.ctypes.data)
+            self._twin.run_with_iobinding(binding)
+
+        list(self._pool.map(run, bounds[:-1], bounds[1:]))
         return objective, gradient
 
 

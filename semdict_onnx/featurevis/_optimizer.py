@@ -24,12 +24,22 @@ class Adam:
 
     def ascend(self, params: np.ndarray, grad: np.ndarray) -> None:
         """One step up the gradient, updating `params` in place."""
+        self.update(params, grad, slice(None), self.next_rate())
+
+    def next_rate(self) -> np.float32:
+        """Start a step: its step size (TensorFlow's form, bias corrections folded in)."""
         self._step += 1
         t = self._step
-        # TensorFlow's form: the bias corrections folded into the step size.
-        rate = np.float32(self.learning_rate * np.sqrt(1 - BETA2**t) / (1 - BETA1**t))
-        self._m *= np.float32(BETA1)
-        self._m += np.float32(1 - BETA1) * grad
-        self._v *= np.float32(BETA2)
-        self._v += np.float32(1 - BETA2) * grad * grad
-        params += rate * self._m / (np.sqrt(self._v) + np.float32(EPSILON))
+        return np.float32(self.learning_rate * np.sqrt(1 - BETA2**t) / (1 - BETA1**t))
+
+    def update(self, params: np.ndarray, grad: np.ndarray, rows: slice, rate: np.float32) -> None:
+        """The step on params[rows] (updated in place) with their gradient, at `rate`.
+
+        The rows of one step may be updated by several threads at once, each its own rows.
+        """
+        m, v = self._m[rows], self._v[rows]
+        m *= np.float32(BETA1)
+        m += np.float32(1 - BETA1) * grad
+        v *= np.float32(BETA2)
+        v += np.float32(1 - BETA2) * grad * grad
+        params[rows] += rate * m / (np.sqrt(v) + np.float32(EPSILON))

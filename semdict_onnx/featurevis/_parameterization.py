@@ -27,6 +27,7 @@ COLOUR_MIX = COLOUR_CORRELATION_SQRT / np.linalg.norm(COLOUR_CORRELATION_SQRT, a
 # The standard deviation of the random initial spectrum, and Lucid's final division.
 INITIAL_SCALE = 0.01
 SPECTRUM_DIVISOR = 4.0
+_MIX = (COLOUR_MIX / np.float32(SPECTRUM_DIVISOR)).astype(np.float32)
 
 
 @dataclass
@@ -54,7 +55,8 @@ class FourierImage:
         columns = np.full(fx.shape[1], 2.0)
         columns[0] = 1.0
         columns[-1] = 1.0
-        self._adjoint = (columns / (self.height * self._fft_width)).astype(np.float32)
+        adjoint = columns / (self.height * self._fft_width)
+        self._adjoint_scale = (adjoint * self._scale).astype(np.float32)
 
     @property
     def parameter_shape(self) -> tuple[int, int, int, int]:
@@ -74,19 +76,48 @@ class FourierImage:
 
     def image(self, params: np.ndarray) -> tuple[np.ndarray, _Saved]:
         """Images [N, H, W, 3] in [0, 1] from parameters, and what `backward` needs."""
-        spectrum = (params[:, 0] + 1j * params[:, 1]).astype(np.complex64) * self._scale
+        spectrum = np.empty(params[:, 0].shape, np.complex64)
+        spectrum.real = params[:, 0] * self._scale
+        spectrum.imag = params[:, 1] * self._scale
         planes = scipy.fft.irfft2(spectrum, s=(self.height, self._fft_width))
-        linear = planes[..., : self.width].transpose(0, 2, 3, 1) / np.float32(SPECTRUM_DIVISOR)
-        mixed = linear @ COLOUR_MIX.T
-        picture = (1.0 / (1.0 + np.exp(-mixed))).astype(np.float32)
+        planes = planes[..., : self.width]
+        picture = np.empty((len(params), self.height, self.width, 3), np.float32)
+        _mix(planes, picture, _MIX)
+        np.negative(picture, out=picture)
+        np.exp(picture, out=picture)
+        picture += np.float32(1)
+        np.reciprocal(picture, out=picture)
         return picture, _Saved(picture)
 
     def backward(self, grad: np.ndarray, saved: _Saved) -> np.ndarray:
         """The gradient with respect to the parameters, from the gradient w.r.t. the images."""
         picture = saved.picture
-        mixed = grad * picture * (np.float32(1.0) - picture)
-        linear = (mixed @ COLOUR_MIX) / np.float32(SPECTRUM_DIVISOR)
-        planes = np.zeros((*linear.shape[:1], 3, self.height, self._fft_width), np.float32)
-        planes[..., : self.width] = linear.transpose(0, 3, 1, 2)
-        spectrum = scipy.fft.rfft2(planes) * self._adjoint * self._scale
-        return np.stack([spectrum.real, spectrum.imag], axis=1).astype(np.float32)
+        mixed = grad * picture
+        mixed *= np.float32(1.0) - picture
+        planes = np.zeros((len(grad), 3, self.height, self._fft_width), np.float32)
+        _unmix(mixed, planes[..., : self.width], _MIX)
+        spectrum = scipy.fft.rfft2(planes)
+        spectrum *= self._adjoint_scale
+        out = np.empty((len(grad), 2, *spectrum.shape[1:]), np.float32)
+        out[:, 0] = spectrum.real
+        out[:, 1] = spectrum.imag
+        return out
+
+
+def _mix(planes: np.ndarray, out: np.ndarray, matrix: np.ndarray) -> None:
+    """out[n, h, w, d] = sum_c matrix[d, c] * planes[n, c, h, w] (elementwise: a 3x3 product
+    runs slowly through BLAS)."""
+    for d in range(3):
+        target = out[..., d]
+        np.multiply(planes[:, 0], matrix[d, 0], out=target)
+        for c in (1, 2):
+            target += planes[:, c] * matrix[d, c]
+
+
+def _unmix(grads: np.ndarray, out: np.ndarray, matrix: np.ndarray) -> None:
+    """The adjoint of `_mix`: out[n, c, h, w] = sum_d matrix[d, c] * grads[n, h, w, d]."""
+    for c in range(3):
+        target = out[:, c]
+        np.multiply(grads[..., 0], matrix[0, c], out=target)
+        for d in (1, 2):
+            target += grads[..., d] * matrix[d, c]

@@ -16,7 +16,8 @@ import hashlib
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .. import providers
 from ..bases import NEURONS, Basis, resolve_basis
 from ..errors import RenderError
 from ..model import Model, load_model
+from ..parallel import usable_cores
 from ..spritemap import Spritemap
 from . import _transforms
 from ._checkpoint import RenderCheckpoint
@@ -48,6 +50,8 @@ BLANK_COLOUR = (224, 224, 224)
 METHOD = "feature visualization"
 # Lucid's render_vis redirects ReLU gradients for its first 16 steps (see _vjp.py).
 REDIRECT_STEPS = 16
+# The fewest pictures per thread in the picture's part of a step (fewer are not worth one).
+SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class Optimization:
         self._true = gradient_session(model, layer)
         self._redirected = gradient_session(model, layer, redirect_relu=True)
         self._weights = weights
+        self._shares = _shares(len(keys))
         self.steps_done = 0
 
     def objective(self, pictures: np.ndarray, session: GradientSession | None = None) -> tuple:
@@ -230,22 +235,54 @@ class Optimization:
         return self._image.image(self.params)[0]
 
     def step(self) -> np.ndarray:
-        """One step of Adam up the objective; returns the objective [N] the network saw."""
+        """One step of Adam up the objective; returns the objective [N] the network saw.
+
+        The picture's part of the step (parameterization, transforms, their adjoints, Adam)
+        runs on shares of the batch in threads, one per core; the pictures do not mix.
+        """
         index = self.steps_done
-        picture, saved = self._image.image(self.params)
         transform = (
             _transforms.Transform(self._size, self._draws[index % len(self._draws)])
             if self._settings.transforms
             else None
         )
-        seen = transform.apply(picture) if transform else picture
+
+        def forward(rows: slice) -> tuple[np.ndarray, Any]:
+            picture, saved = self._image.image(self.params[rows])
+            return (transform.apply(picture) if transform else picture), saved
+
+        parts = _map(forward, self._shares)
+        seen = parts[0][0] if len(parts) == 1 else np.concatenate([seen for seen, _ in parts])
         session = self._redirected if index < REDIRECT_STEPS else self._true
         value, grad = self.objective(seen, session)
-        if transform:
-            grad = transform.adjoint(grad)
-        self._adam.ascend(self.params, self._image.backward(grad, saved))
+        rate = self._adam.next_rate()
+
+        def backward(rows: slice, saved: Any) -> None:
+            share = transform.adjoint(grad[rows]) if transform else grad[rows]
+            self._adam.update(self.params, self._image.backward(share, saved), rows, rate)
+
+        _map(backward, self._shares, [saved for _, saved in parts])
         self.steps_done += 1
         return value
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _map(function: Callable[..., Any], *arguments: Sequence[Any]) -> list[Any]:
+    """function over the arguments, in threads when there are several (one per core)."""
+    if len(arguments[0]) == 1:
+        return [function(*first) for first in zip(*arguments, strict=True)]
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(usable_cores(), thread_name_prefix="semdict-picture"))
+    return list(_POOL[0].map(function, *arguments))
+
+
+def _shares(count: int) -> list[slice]:
+    """The batch split into one contiguous share per core, at least SHARE pictures each."""
+    parts = max(1, min(usable_cores(), count // SHARE))
+    bounds = np.linspace(0, count, parts + 1).astype(int)
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _render_batch(

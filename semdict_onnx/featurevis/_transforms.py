@@ -65,7 +65,7 @@ def smallest_output(size: tuple[int, int]) -> tuple[int, int]:
 
 
 class Resampling:
-    """out = M @ picture + fill * (1 - row sums of M), for pictures [N, H, W, 3] (see doc)."""
+    """out = M @ picture + fill * (1 - row sums of M), on pictures as pixel columns (see doc)."""
 
     def __init__(
         self,
@@ -93,22 +93,17 @@ class Resampling:
             shape=(y0.size, height * width),
             dtype=np.float32,
         )
+        self._transposed = self.matrix.T.tocsr()
         inside = np.asarray(self.matrix.sum(axis=1), np.float32).ravel()
         self.fill = (FILL * (1.0 - inside)).astype(np.float32)
 
-    def apply(self, pictures: np.ndarray) -> np.ndarray:
-        """The resampled pictures [N, h, w, 3]."""
-        count = pictures.shape[0]
-        columns = pictures.transpose(1, 2, 0, 3).reshape(-1, count * 3)
-        out = self.matrix @ columns + self.fill[:, None]
-        return out.reshape(*self.shape, count, 3).transpose(2, 0, 1, 3)
+    def apply(self, columns: np.ndarray) -> np.ndarray:
+        """Resampled pictures, as columns: [source pixels, K] -> [output pixels, K]."""
+        return self.matrix @ columns + self.fill[:, None]
 
-    def adjoint(self, grads: np.ndarray) -> np.ndarray:
-        """The gradient w.r.t. the source pictures, from the gradient w.r.t. the output."""
-        count = grads.shape[0]
-        columns = grads.transpose(1, 2, 0, 3).reshape(-1, count * 3)
-        back = self.matrix.T @ columns
-        return np.ascontiguousarray(back.reshape(*self.source, count, 3).transpose(2, 0, 1, 3))
+    def adjoint(self, columns: np.ndarray) -> np.ndarray:
+        """The gradient w.r.t. the source columns, from the gradient w.r.t. the output."""
+        return self._transposed @ columns
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +116,7 @@ class Transform:
     """One step's transforms for pictures of `size`, as two resamplings."""
 
     def __init__(self, size: tuple[int, int], draw: StepTransform) -> None:
+        self._size = size
         height, width = size
         crop = (height + 2 * PAD - FIRST_JITTER, width + 2 * PAD - FIRST_JITTER)
         scaled = tuple(int(draw.scale * side) for side in crop)
@@ -148,12 +144,18 @@ class Transform:
 
     def apply(self, pictures: np.ndarray) -> np.ndarray:
         """What the network sees: the transformed pictures [N, h, w, 3]."""
+        count = len(pictures)
+        columns = pictures.transpose(1, 2, 0, 3).reshape(-1, count * 3)
         for stage in self._stages:
-            pictures = stage.apply(pictures)
-        return pictures.astype(np.float32, copy=False)
+            columns = stage.apply(columns)
+        seen = columns.reshape(*self.output_size, count, 3).transpose(2, 0, 1, 3)
+        return np.ascontiguousarray(seen, dtype=np.float32)
 
     def adjoint(self, grads: np.ndarray) -> np.ndarray:
         """The gradient w.r.t. the pictures, from the gradient w.r.t. what the network saw."""
+        count = len(grads)
+        columns = grads.transpose(1, 2, 0, 3).reshape(-1, count * 3)
         for stage in reversed(self._stages):
-            grads = stage.adjoint(grads)
-        return grads.astype(np.float32, copy=False)
+            columns = stage.adjoint(columns)
+        back = columns.reshape(*self._size, count, 3).transpose(2, 0, 1, 3)
+        return np.ascontiguousarray(back, dtype=np.float32)
