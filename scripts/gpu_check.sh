@@ -3,8 +3,9 @@
 # this repository, nothing else: installs onnxruntime-gpu with NVIDIA's CUDA and cuDNN wheels
 # (and TensorFlow for the CPU, for the export) in .venv-gpu, exports the replica, runs the
 # parity tests on the CUDA provider, then benchmarks/gpu_bench.py (batch-1 latency, throughput
-# at batch 64 and 256 with IO binding, TF32 and float16 with their top-4 agreement). Budget:
-# 8 minutes on a fresh machine, most of it downloads.
+# at batch 64 and 256 with IO binding, TF32 and float16 with their top-4 agreement), then the
+# feature-visualization spritemap of all 528 channels of mixed4d (256 steps, 128 px; target
+# under 5 minutes). Budget: 8 minutes on a fresh machine plus that render.
 #
 #   bash scripts/gpu_check.sh             # on the GPU machine; figures in
 #                                         # benchmarks/RESULTS-gpu.md (and $OUT/ when OUT is set)
@@ -33,10 +34,12 @@ if [ "$dry_run" = 1 ]; then
   provider=CPUExecutionProvider
   python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
   bench_flags=--quick
+  featurevis_flags="--channels 2 --steps 4"
   step "dry run on the CPU provider with $python; installing nothing"
 else
   provider=CUDAExecutionProvider
   bench_flags=
+  featurevis_flags=
   if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; then
     echo "no NVIDIA GPU or driver here (nvidia-smi failed); use --dry-run to check the steps" >&2
     exit 1
@@ -78,9 +81,16 @@ step "benchmark on $provider"
 # shellcheck disable=SC2086  # bench_flags is empty or one flag
 "$python" benchmarks/gpu_bench.py --model "$work/replica.onnx" --provider "$provider" \
   $bench_flags --out "$out_dir/gpu-results.md"
+step "feature visualization: a mixed4d spritemap on $provider"
+# shellcheck disable=SC2086  # featurevis_flags is empty or a few flags
+"$python" benchmarks/featurevis_bench.py spritemap --model "$work/replica.onnx" \
+  --provider "$provider" --layer mixed4d $featurevis_flags --no-progress \
+  --out "$out_dir/featurevis-gpu.md"
 if [ "$dry_run" = 0 ]; then
   {
     cat "$out_dir/gpu-results.md"
+    echo
+    cat "$out_dir/featurevis-gpu.md"
     echo
     echo "Parity tests on $provider: $(tail -n 1 "$out_dir/gpu-tests.log")"
   } > benchmarks/RESULTS-gpu.md
