@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import bench  # noqa: E402
 from bench_worker import serve  # noqa: E402
 
-from semdict_onnx.atomic import write_text_atomic  # noqa: E402
+from semdict_onnx._atomic import write_text_atomic  # noqa: E402
 
 # bench.Worker starts `python <bench.WORKER> ARGS`: this file serves as the worker too.
 bench.WORKER = Path(__file__).resolve()

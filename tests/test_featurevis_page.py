@@ -1,29 +1,24 @@
 """A rendered feature-visualization spritemap in the dictionary page, in real Chromium.
 
 The user's path: render_spritemap for the channels a photo excites, save it, pass the saved
-file to semantic_dict, save the page, open it in headless Chromium (Debian's, driven by
-Playwright, every request but file: and data: blocked). The rendered channels show their
-pictures; channels left out show the blank sprite.
+file to semantic_dict, save the page, open it in headless Chromium (tests/chromium_pages.py:
+Debian's, driven by Playwright, every request but file: and data: blocked). The rendered
+channels show their pictures; channels left out show the blank sprite.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
+from chromium_pages import launched, opened
 from PIL import Image
 
-from semdict_onnx import render as page_render
+from semdict_onnx import Spritemap, semantic_dict
+from semdict_onnx import _payload as page_payload
 from semdict_onnx.featurevis import render_spritemap
-from semdict_onnx.semantic_dict import semantic_dict
-from semdict_onnx.spritemap import Spritemap
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
 PHOTO = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples" / "chelsea.jpg"
 LAYER = "mixed4a"
 MEAN_COLOURS = """
@@ -45,14 +40,12 @@ root => Array.from(root.querySelectorAll('.sd-entry')).map(entry => {
 
 def mean_colour(sprite: Image.Image) -> np.ndarray:
     """The mean RGB of a sprite as the page shows it (resized to the page's sprite size)."""
-    size = page_render.SPRITE_PX
+    size = page_payload.SPRITE_PX
     shown = sprite if sprite.size == (size, size) else sprite.resize((size, size))
     return np.asarray(shown, np.float64).reshape(-1, 3).mean(axis=0)
 
 
 def test_a_rendered_spritemap_shows_in_the_page(replica_model, tmp_path):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
     acts = replica_model.activations(PHOTO, layers=[LAYER])[LAYER][0]
     row, col = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
     top = [int(c) for c in np.argsort(-acts[row, col])[:4]]
@@ -68,28 +61,9 @@ def test_a_rendered_spritemap_shows_in_the_page(replica_model, tmp_path):
         tmp_path / "page.html"
     )
     loaded = Spritemap.load(saved)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        context = browser.new_context(viewport={"width": 1000, "height": 800})
-        blocked: list[str] = []
-        context.route(
-            "**/*",
-            lambda route: (
-                route.continue_()
-                if route.request.url.startswith(("file:", "data:"))
-                else (blocked.append(route.request.url), route.abort())
-            ),
-        )
-        view = context.new_page()
-        errors: list[str] = []
-        view.on("pageerror", lambda error: errors.append(str(error)))
-        view.goto(page.resolve().as_uri())
-        view.wait_for_load_state("load")
-        entries = view.locator(".semdict").first.evaluate(MEAN_COLOURS)
-        browser.close()
-    assert not errors and not blocked
+    with launched() as browser, opened(browser, page) as run:
+        entries = run.root().evaluate(MEAN_COLOURS)
+        assert not run.blocked and not run.dialogs
     assert [int(channel) for channel, _, _ in entries] == top
     for channel, loaded_ok, colour in entries:
         assert loaded_ok

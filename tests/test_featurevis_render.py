@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from onnx_builders import GraphBuilder
 
-from semdict_onnx.bases import Basis
+from semdict_onnx import Basis, load_model
 from semdict_onnx.errors import GradientRuleError, RenderError, UnknownLayerError
 from semdict_onnx.featurevis import (
     MAX_SIZE,
@@ -25,7 +25,6 @@ from semdict_onnx.featurevis import (
 )
 from semdict_onnx.featurevis._optimizer import Adam
 from semdict_onnx.featurevis._parameterization import FourierImage
-from semdict_onnx.model import load_model
 
 LAYER = "mixed3b"
 SMALL = {"size": 64, "steps": 8}

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic
+from .._atomic import write_bytes_atomic
 from ..errors import RenderError
 
 KIND = "semdict_onnx.featurevis.checkpoint"

@@ -18,9 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..bases import Basis
-from ..errors import SemdictError
-from ..spritemap import IMAGE_FORMATS, manifest_path_for
+from .._bases import Basis
+from .._cli.args import MODEL_HELP, positive_int
+from .._spritemap import IMAGE_FORMATS, manifest_path_for
+from ..errors import OptionError, SemdictError
 from ._render import DEFAULT_LEARNING_RATE, DEFAULT_SIZE, DEFAULT_STEPS, render_spritemap
 
 DESCRIPTION = (
@@ -29,13 +30,6 @@ DESCRIPTION = (
     "Runtime. Writes the grid image and a JSON manifest beside it; resumable."
 )
 INTERRUPTED = 130
-
-
-def _positive(text: str) -> int:
-    """An argparse type: a positive integer."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return int(text)
 
 
 def _rate(text: str) -> float:
@@ -76,24 +70,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--out", required=True, help="grid image to write (.jpg, .jpeg or .png); manifest: .json"
     )
-    parser.add_argument("--model", help="exported ONNX model (default: scripts/export.py's)")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument(
         "--channels", type=channel_list, help="which to render, e.g. 0-15,40 (default: all)"
     )
     parser.add_argument(
         "--basis", metavar="BASIS.npz", help="one sprite per direction of this basis file"
     )
-    parser.add_argument("--size", type=_positive, default=DEFAULT_SIZE, help="picture side, px")
-    parser.add_argument("--steps", type=_positive, default=DEFAULT_STEPS)
+    parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help="picture side, px")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=_rate, default=DEFAULT_LEARNING_RATE)
     parser.add_argument(
         "--no-transforms", action="store_true", help="no random pad/jitter/scale/rotate"
     )
-    parser.add_argument("--sprite-size", type=_positive, help="sprite side (default: --size)")
-    parser.add_argument("--per-row", type=_positive, help="sprites per row (default: square)")
+    parser.add_argument("--sprite-size", type=positive_int, help="sprite side (default: --size)")
+    parser.add_argument("--per-row", type=positive_int, help="sprites per row (default: square)")
     parser.add_argument(
-        "--batch-size", type=_positive, help="pictures at once (default: 8 CPU, 64 CUDA)"
+        "--batch-size", type=positive_int, help="pictures at once (default: 8 CPU, 64 CUDA)"
     )
     parser.add_argument(
         "--checkpoint", help="where progress is saved (default: beside --out, .render.npz)"
@@ -104,15 +98,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Render, save and report; 0 on success, 1 on a clear error, 130 when interrupted."""
+    """Render, save and report; 0 on success, 130 when interrupted (errors are raised)."""
     out = Path(args.out).expanduser()
     checkpoint = Path(args.checkpoint).expanduser() if args.checkpoint else checkpoint_for(out)
+    if out.suffix.lower() not in IMAGE_FORMATS:
+        raise OptionError(
+            f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
+        )
+    basis = Basis.load(args.basis, layer=args.layer) if args.basis else None
     try:
-        if out.suffix.lower() not in IMAGE_FORMATS:
-            raise SemdictError(
-                f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
-            )
-        basis = Basis.load(args.basis, layer=args.layer) if args.basis else None
         spritemap = render_spritemap(
             args.layer,
             args.model,
@@ -130,14 +124,11 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         spritemap.save(out)
-    except SemdictError as exc:
-        print(f"semdict render: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         kept = (
             f"the finished batches are kept in {checkpoint}"
             if checkpoint.exists()
-            else ("no batch had finished")
+            else "no batch had finished"
         )
         print(
             f"semdict render: interrupted; {kept}. Run the same command again to go on.",
@@ -157,8 +148,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `render` on its own (until the `semdict` command lists it): `main(["--layer", ...])`."""
+    """Run `render` on its own (as `semdict render` does): `main(["--layer", ...])`."""
     parser = argparse.ArgumentParser(prog="semdict")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["render", *(sys.argv[1:] if argv is None else argv)])
-    return args.run(args)
+    try:
+        return args.run(args)
+    except SemdictError as exc:
+        print(f"semdict render: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,8 +1,9 @@
 """The gradient model: one ONNX graph computing a layer's objective and its image gradient.
 
-`build_gradient_model` keeps only the forward nodes a layer needs, adds the objective (per
-batch item, `weights . mean over positions of the layer`: Lucid's channel objective for a
-one-hot weight row, a neuron group or a basis direction otherwise) and the backward pass
+`build_gradient_model` keeps only the forward nodes a layer needs (_subgraph.prune), adds
+the objective (per batch item, `weights . mean over positions of the layer`: Lucid's channel
+objective for a one-hot weight row, a neuron group or a basis direction otherwise) and the
+backward pass
 (_backward.py with the rules of _vjp.py). Its inputs are the model's own image input, any
 batch size and (for a model that takes several) any image size, in the model's value range,
 and `objective_weights` [N, channels]; its outputs are `objective` [N] and `image_gradient`
@@ -21,12 +22,12 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from .. import providers
-from ..errors import GradientRuleError, ModelFormatError
-from ..metadata import ModelInfo
-from ..model import Model
-from ..parallel import usable_cores
-from ..subgraph import needed_node_indices
+from .. import _providers as providers
+from .._metadata import ModelInfo
+from .._model import Model
+from .._parallel import usable_cores
+from .._subgraph import prune
+from ..errors import GradientRuleError, ModelFormatError, RenderError
 from ._backward import Backward, Emitter
 from ._vjp import RULES
 
@@ -110,7 +111,7 @@ def build_gradient_model(
     `redirect_relu`: Lucid's redirected ReLU gradient instead of the true one (_vjp.py).
     """
     layer_info = info.layer(layer)
-    model = _with_opset(source)
+    model = prune(_with_opset(source), [layer])  # only the nodes the layer needs
     graph = model.graph
     image_name = info.input.name
     image = next((value for value in graph.input if value.name == image_name), None)
@@ -118,7 +119,7 @@ def build_gradient_model(
         raise ModelFormatError(
             f"the model has no float32 input {image_name!r}, which its model card names"
         )
-    nodes = [deepcopy(graph.node[i]) for i in sorted(needed_node_indices(graph, [layer]))]
+    nodes = [deepcopy(node) for node in graph.node]
     constants = _constants(graph, nodes)
     shapes, floats = _probe(model, nodes, info)
     target = f"layer {layer!r}"
@@ -221,7 +222,7 @@ class GradientSession:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The objective [N] of `images` [N, H, W, 3] (model range) and its image gradient."""
         if self._weights is None or len(self._weights) != len(images):
-            raise RuntimeError("set_weights with one row per image before computing gradients")
+            raise RenderError("set_weights with one row per image before computing gradients")
         images = np.ascontiguousarray(images, np.float32)
         if self._cores > 1 and len(images) > 1:
             return self._per_core(images)

@@ -26,12 +26,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .. import providers
-from ..bases import NEURONS, Basis, resolve_basis
+from .. import _providers as providers
+from .._bases import NEURONS, Basis, resolve_basis
+from .._model import Model, as_model
+from .._parallel import usable_cores
+from .._spritemap import Spritemap
 from ..errors import RenderError
-from ..model import Model, load_model
-from ..parallel import usable_cores
-from ..spritemap import Spritemap
 from . import _transforms
 from ._checkpoint import RenderCheckpoint
 from ._gradient_model import GradientSession, gradient_session
@@ -131,11 +131,6 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
     return int(value)
 
 
-def _as_model(model: Model | str | os.PathLike[str] | None) -> Model:
-    """A loaded model from a Model, a path, or None (the default exported model)."""
-    return model if isinstance(model, Model) else load_model(model)
-
-
 def _default_batch(session: GradientSession) -> int:
     """Pictures per batch: enough to fill a GPU, a few on the CPU."""
     return DEFAULT_BATCH["CUDA" if session.provider == providers.CUDA else "CPU"]
@@ -154,7 +149,7 @@ def render(
 
     `keys` (default 0..N-1) seed each picture's start with the settings' seed.
     """
-    model = _as_model(model)
+    model = as_model(model)
     settings = settings or RenderSettings()
     channels = model.info.layer(layer).channels
     weights = _check_weights(weights, channels, layer)
@@ -364,7 +359,7 @@ def visualize(
     Lucid's recipe: `steps` steps of Adam on a `size` x `size` Fourier image under random
     transforms; the same seed gives the same picture on one machine.
     """
-    model = _as_model(model)
+    model = as_model(model)
     channels = model.info.layer(layer).channels
     weights = objective_weights(layer, channels, channel, direction)
     settings = RenderSettings(size, steps, seed, learning_rate, transforms)
@@ -396,7 +391,7 @@ def render_spritemap(
     manifest lists which were rendered. With `checkpoint` (an .npz path) the finished sprites
     are saved after every batch and a later call with the same settings resumes from them.
     """
-    model = _as_model(model)
+    model = as_model(model)
     total = model.info.layer(layer).channels
     directions = resolve_basis(basis, layer, total)
     unit = directions.unit
