@@ -165,7 +165,7 @@ def runtime_cases(model_path: Path, layer: str, batch: int) -> tuple[dict, dict]
     from semdict_onnx import load_model
     from semdict_onnx.featurevis import RenderSettings
     from semdict_onnx.featurevis._gradient_model import gradient_session
-    from semdict_onnx.featurevis._render import Optimization
+    from semdict_onnx.featurevis._optimization import Optimization
 
     model = load_model(model_path)
     channels = model.layers[layer]

@@ -9,15 +9,8 @@ layer's channels (or a basis's directions) into a Spritemap the dictionary page 
 """
 
 from ._gradient_model import build_gradient_model
-from ._render import (
-    MAX_BATCH,
-    MAX_SIZE,
-    MAX_STEPS,
-    RenderSettings,
-    render,
-    render_spritemap,
-    visualize,
-)
+from ._render import render, render_spritemap, visualize
+from ._settings import MAX_BATCH, MAX_SIZE, MAX_STEPS, RenderSettings
 
 __all__ = [
     "MAX_BATCH",

@@ -1,13 +1,13 @@
 """Rendering: gradient ascent from a random Fourier image to a picture that excites a layer.
 
-`render` optimizes one picture per row of objective weights (a batch at a time): Lucid's
-parameterization (_parameterization.py), its random transforms with exact adjoints
-(_transforms.py), the gradient model on ONNX Runtime (_gradient_model.py) and Adam
-(_optimizer.py). Picture n starts from a generator seeded with (seed, keys[n]) and every
-batch sees the same transforms at each step (drawn from the seed), so a picture depends on
-the seed and its key, not on which others share its batch. `visualize` renders one channel,
-neuron group or direction; `render_spritemap` renders many into a `Spritemap`, saving and
-resuming through a checkpoint (_checkpoint.py).
+`render` optimizes one picture per row of objective weights, a batch at a time
+(_optimization.py: Lucid's parameterization, its random transforms with exact adjoints, the
+gradient model on ONNX Runtime and Adam), with the settings of _settings.py. Picture n
+starts from a generator seeded with (seed, keys[n]) and every batch sees the same transforms
+at each step (drawn from the seed), so a picture depends on the seed and its key, not on
+which others share its batch. `visualize` renders one channel, neuron group or direction;
+`render_spritemap` renders many into a `Spritemap`, saving and resuming through a checkpoint
+(_checkpoint.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import hashlib
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,80 +28,24 @@ from tqdm import tqdm
 from .. import _providers as providers
 from .._bases import NEURONS, Basis, resolve_basis
 from .._model import Model, as_model
-from .._parallel import usable_cores
 from .._spritemap import Spritemap
 from ..errors import RenderError
-from . import _transforms
 from ._checkpoint import RenderCheckpoint
 from ._gradient_model import GradientSession, gradient_session
-from ._optimizer import Adam
-from ._parameterization import FourierImage
+from ._optimization import Optimization
+from ._settings import (
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_SIZE,
+    DEFAULT_STEPS,
+    MAX_BATCH,
+    MAX_SIZE,
+    RenderSettings,
+    check_int,
+)
 
-DEFAULT_SIZE = 128
-DEFAULT_STEPS = 256
-DEFAULT_LEARNING_RATE = 0.05
-# Documented limits: larger pictures or longer runs are refused before anything runs.
-MAX_SIZE = 512
-MAX_STEPS = 4096
-MAX_BATCH = 256
 DEFAULT_BATCH = {"CPU": 8, "CUDA": 64}
 BLANK_COLOUR = (224, 224, 224)
 METHOD = "feature visualization"
-# Lucid's render_vis redirects ReLU gradients for its first 16 steps (see _vjp.py).
-REDIRECT_STEPS = 16
-# The fewest pictures per thread in the picture's part of a step (fewer are not worth one).
-SHARE = 4
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """What decides a rendered picture besides its objective: size, steps, seed, step size."""
-
-    size: int = DEFAULT_SIZE
-    steps: int = DEFAULT_STEPS
-    seed: int = 0
-    learning_rate: float = DEFAULT_LEARNING_RATE
-    transforms: bool = True
-
-    def check(self, model: Model) -> None:
-        """Refuse settings this model cannot render, saying what it takes."""
-        info = model.info.input
-        _check_int("size", self.size, 1, MAX_SIZE)
-        _check_int("steps", self.steps, 1, MAX_STEPS)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
-        rate = self.learning_rate
-        if not isinstance(rate, numbers.Real) or not math.isfinite(rate) or rate <= 0:
-            raise RenderError(f"learning_rate must be a positive number, not {rate!r}")
-        if not info.variable_size:
-            if self.transforms or (self.size, self.size) != info.default_size:
-                raise RenderError(
-                    f"this model takes {info.describe_sizes()}; the random transforms change "
-                    f"the size at every step: render with transforms=False and size="
-                    f"{info.height}, or re-export the model for variable sizes"
-                )
-        square = (self.size, self.size)
-        smallest = _transforms.smallest_output(square) if self.transforms else square
-        if min(smallest) < info.min_side:
-            raise RenderError(
-                f"size {self.size} is too small: the network would see {min(smallest)} px, "
-                f"and this model takes at least {info.min_side}; ask for a larger size"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings and the fixed recipe, for manifests and checkpoints."""
-        recipe = {
-            "parameterization": "Fourier spectrum, 1/f decay, decorrelated colour, sigmoid",
-            "optimizer": "Adam",
-        }
-        if self.transforms:
-            recipe["transforms"] = {
-                "pad": _transforms.PAD,
-                "fill": _transforms.FILL,
-                "jitter": [_transforms.FIRST_JITTER, _transforms.SECOND_JITTER],
-                "scales": [round(s, 4) for s in _transforms.SCALES],
-                "angles": sorted(set(_transforms.ANGLES)),
-            }
-        return {**asdict(self), "recipe": recipe}
 
 
 @dataclass(frozen=True)
@@ -118,17 +61,6 @@ class Rendered:
     history: np.ndarray
     start: np.ndarray
     end: np.ndarray
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    """`value` if it is an integer in [low, high], else a clear error."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or not low <= value <= high
-    ):
-        raise RenderError(f"{name} must be an integer from {low} to {high}, not {value!r}")
-    return int(value)
 
 
 def _default_batch(session: GradientSession) -> int:
@@ -159,7 +91,7 @@ def render(
     settings.check(model)
     session = gradient_session(model, layer)
     batch = _default_batch(session) if batch_size is None else batch_size
-    batch = _check_int("batch_size", batch, 1, MAX_BATCH)
+    batch = check_int("batch_size", batch, 1, MAX_BATCH)
     batches = [range(i, min(i + batch, len(weights))) for i in range(0, len(weights), batch)]
     with tqdm(
         total=len(batches) * settings.steps,
@@ -190,94 +122,6 @@ def _check_weights(weights: Any, channels: int, layer: str) -> np.ndarray:
     if not np.isfinite(matrix).all() or not matrix.any(axis=1).all():
         raise RenderError("every objective needs finite weights, not all zero")
     return matrix
-
-
-class Optimization:
-    """One batch of pictures being optimized, a step at a time (see module doc)."""
-
-    def __init__(
-        self,
-        model: Model,
-        layer: str,
-        settings: RenderSettings,
-        weights: np.ndarray,
-        keys: list[int],
-    ) -> None:
-        low, high = model.info.input.value_range
-        self._span, self._offset = np.float32(high - low), np.float32(low)
-        self._settings = settings
-        self._size = (settings.size, settings.size)
-        self._image = FourierImage(self._size)
-        self.params = self._image.initial(settings.seed, keys)
-        self._adam = Adam(self.params, settings.learning_rate)
-        self._draws = _transforms.draw_transforms(settings.seed, settings.steps)
-        self._true = gradient_session(model, layer)
-        self._redirected = gradient_session(model, layer, redirect_relu=True)
-        self._weights = weights
-        self._shares = _shares(len(keys))
-        self.steps_done = 0
-
-    def objective(self, pictures: np.ndarray, session: GradientSession | None = None) -> tuple:
-        """The objective [N] of `pictures` [N, H, W, 3] in [0, 1], and its picture gradient."""
-        session = session or self._true
-        session.set_weights(self._weights)
-        value, grad = session(self._offset + self._span * pictures)
-        grad *= self._span
-        return value, grad
-
-    def pictures(self) -> np.ndarray:
-        """The current pictures [N, size, size, 3] in [0, 1]."""
-        return self._image.image(self.params)[0]
-
-    def step(self) -> np.ndarray:
-        """One step of Adam up the objective; returns the objective [N] the network saw.
-
-        The picture's part of the step (parameterization, transforms, their adjoints, Adam)
-        runs on shares of the batch in threads, one per core; the pictures do not mix.
-        """
-        index = self.steps_done
-        transform = (
-            _transforms.Transform(self._size, self._draws[index % len(self._draws)])
-            if self._settings.transforms
-            else None
-        )
-
-        def forward(rows: slice) -> tuple[np.ndarray, Any]:
-            picture, saved = self._image.image(self.params[rows])
-            return (transform.apply(picture) if transform else picture), saved
-
-        parts = _map(forward, self._shares)
-        seen = parts[0][0] if len(parts) == 1 else np.concatenate([seen for seen, _ in parts])
-        session = self._redirected if index < REDIRECT_STEPS else self._true
-        value, grad = self.objective(seen, session)
-        rate = self._adam.next_rate()
-
-        def backward(rows: slice, saved: Any) -> None:
-            share = transform.adjoint(grad[rows]) if transform else grad[rows]
-            self._adam.update(self.params, self._image.backward(share, saved), rows, rate)
-
-        _map(backward, self._shares, [saved for _, saved in parts])
-        self.steps_done += 1
-        return value
-
-
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _map(function: Callable[..., Any], *arguments: Sequence[Any]) -> list[Any]:
-    """function over the arguments, in threads when there are several (one per core)."""
-    if len(arguments[0]) == 1:
-        return [function(*first) for first in zip(*arguments, strict=True)]
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(usable_cores(), thread_name_prefix="semdict-picture"))
-    return list(_POOL[0].map(function, *arguments))
-
-
-def _shares(count: int) -> list[slice]:
-    """The batch split into one contiguous share per core, at least SHARE pictures each."""
-    parts = max(1, min(usable_cores(), count // SHARE))
-    bounds = np.linspace(0, count, parts + 1).astype(int)
-    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _render_batch(
@@ -402,9 +246,9 @@ def render_spritemap(
     settings = RenderSettings(size, steps, seed, learning_rate, transforms)
     settings.check(model)
     sprite = settings.size if sprite_size is None else sprite_size
-    sprite = _check_int("sprite_size", sprite, 1, MAX_SIZE)
+    sprite = check_int("sprite_size", sprite, 1, MAX_SIZE)
     per_row = math.ceil(math.sqrt(directions.k)) if per_row is None else per_row
-    per_row = _check_int("per_row", per_row, 1, directions.k)
+    per_row = check_int("per_row", per_row, 1, directions.k)
     if checkpoint is not None and Path(checkpoint).suffix.lower() != ".npz":
         raise RenderError(f"a render checkpoint is an .npz file, not {str(checkpoint)!r}")
     key = {
@@ -418,7 +262,7 @@ def render_spritemap(
     todo = [index for index in wanted if index not in state.sprites]
     session = gradient_session(model, layer)
     batch = _default_batch(session) if batch_size is None else batch_size
-    batch = _check_int("batch_size", batch, 1, MAX_BATCH)
+    batch = check_int("batch_size", batch, 1, MAX_BATCH)
     components = directions.components
     with tqdm(
         total=len(todo) * settings.steps,
