@@ -238,3 +238,11 @@ def test_a_model_with_an_op_without_a_rule_names_it(tmp_path):
         visualize("odd_layer", 0, model, size=16, steps=2, transforms=False)
     with pytest.raises(RenderError, match="only 16x16 images"):
         visualize("odd_layer", 0, model, size=16, steps=2)
+
+
+def test_the_progress_bar_counts_every_step_and_can_be_turned_off(replica_model, capsys):
+    render_spritemap(LAYER, replica_model, channels=[0, 1, 2], batch_size=2, **SMALL)
+    bar = capsys.readouterr().err
+    assert "featurevis mixed3b" in bar and "16/16" in bar  # 2 batches x 8 steps
+    render_spritemap(LAYER, replica_model, channels=[0], progress=False, **SMALL)
+    assert capsys.readouterr().err == ""

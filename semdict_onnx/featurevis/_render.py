@@ -265,10 +265,9 @@ def render_spritemap(
     batch = check_int("batch_size", batch, 1, MAX_BATCH)
     components = directions.components
     with tqdm(
-        total=len(todo) * settings.steps,
-        initial=0,
+        total=math.ceil(len(todo) / batch) * settings.steps,  # steps of whole batches
         unit="step",
-        desc=f"featurevis {layer} ({len(wanted) - len(todo)} of {len(wanted)} done)",
+        desc=f"featurevis {layer} ({len(wanted) - len(todo)} of {len(wanted)} done before)",
         disable=not progress,
     ) as bar:
         for first in range(0, len(todo), batch):
