@@ -2,7 +2,8 @@
 # The GPU check (issue 4), for a machine with an NVIDIA GPU and driver, Python >= 3.10, pip and
 # this repository, nothing else: installs onnxruntime-gpu with NVIDIA's CUDA and cuDNN wheels
 # (and TensorFlow for the CPU, for the export) in .venv-gpu, exports the replica, runs the
-# parity tests on the CUDA provider, then benchmarks/gpu_bench.py (batch-1 latency, throughput
+# parity tests (and the feature-visualization gradient against TensorFlow's) on the CUDA
+# provider, then benchmarks/gpu_bench.py (batch-1 latency, throughput
 # at batch 64 and 256 with IO binding, TF32 and float16 with their top-4 agreement), then the
 # feature-visualization spritemap of all 528 channels of mixed4d (256 steps, 128 px; target
 # under 5 minutes). Budget: 8 minutes on a fresh machine plus that render.
@@ -71,7 +72,7 @@ CUDA_VISIBLE_DEVICES="" "$python" scripts/export.py --replica --cache-dir "$work
 
 step "parity tests on $provider"
 tests=(tests/test_runtime_parity.py)
-[ "$dry_run" = 1 ] || tests+=(tests/test_model.py tests/test_providers.py)
+[ "$dry_run" = 1 ] || tests+=(tests/test_model.py tests/test_providers.py tests/test_featurevis_tensorflow.py)
 SEMDICT_TEST_PROVIDER=$provider TF_FORCE_GPU_ALLOW_GROWTH=true \
   "$python" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1 | tee "$out_dir/gpu-tests.log" \
   | tail -n 5
