@@ -85,9 +85,7 @@ def _weights(batch: int, channels: int) -> np.ndarray:
 
 def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict]:
     """TensorFlow: tf.gradients of the objective, and Lucid's whole step as one graph."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from tf_env import import_tensorflow
-
+    from semdict_onnx.export._tf_env import import_tensorflow
     from semdict_onnx.featurevis._parameterization import COLOUR_MIX, FourierImage
     from semdict_onnx.featurevis._transforms import ANGLES, FIRST_JITTER, PAD, SCALES
 

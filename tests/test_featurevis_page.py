@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from chromium_pages import launched, opened
 from PIL import Image
 
@@ -45,7 +46,14 @@ def mean_colour(sprite: Image.Image) -> np.ndarray:
     return np.asarray(shown, np.float64).reshape(-1, 3).mean(axis=0)
 
 
-def test_a_rendered_spritemap_shows_in_the_page(replica_model, tmp_path):
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module (its name marks the test `browser`)."""
+    with launched() as chromium:
+        yield chromium
+
+
+def test_a_rendered_spritemap_shows_in_the_page(browser, replica_model, tmp_path):
     acts = replica_model.activations(PHOTO, layers=[LAYER])[LAYER][0]
     row, col = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
     top = [int(c) for c in np.argsort(-acts[row, col])[:4]]
@@ -61,7 +69,7 @@ def test_a_rendered_spritemap_shows_in_the_page(replica_model, tmp_path):
         tmp_path / "page.html"
     )
     loaded = Spritemap.load(saved)
-    with launched() as browser, opened(browser, page) as run:
+    with opened(browser, page) as run:
         entries = run.root().evaluate(MEAN_COLOURS)
         assert not run.blocked and not run.dialogs
     assert [int(channel) for channel, _, _ in entries] == top

@@ -75,6 +75,7 @@ def test_transforms_pad_with_grey_and_shift_whole_pixels():
     assert np.all(seen[0, : pad - 2] == np.float32(_transforms.FILL))
 
 
+@pytest.mark.export  # TensorFlow, from the export extra
 def test_adam_is_tensorflows(tf_module):
     tf = tf_module
     rng = np.random.default_rng(3)
@@ -98,7 +99,7 @@ def test_adam_is_tensorflows(tf_module):
 
 @pytest.fixture(scope="module")
 def tf_module():
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     with contextlib.suppress(RuntimeError):

@@ -34,7 +34,7 @@ _FORWARD: dict[str, np.ndarray] = {}
 @pytest.fixture(scope="module")
 def tf():
     """TensorFlow with the gradient overrides registered, kept off any GPU."""
-    from tf_env import import_tensorflow
+    from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     with contextlib.suppress(RuntimeError):
