@@ -258,6 +258,25 @@ CASES: dict[str, tuple[list[onnx.NodeProto], Callable[[], np.ndarray], dict]] = 
         lambda: _normal(*SHAPE),
         {"sizes": np.array([2, 1, 2], np.int64)},
     ),
+    "gather, repeated indices": (
+        [node("Gather", ["x", "idx"], axis=1)],
+        lambda: _normal(*SHAPE),
+        {"idx": np.array([2, 0, 2, -1], np.int64)},
+    ),
+    "gather, one index": (
+        [node("Gather", ["x", "one"], axis=3)],
+        lambda: _normal(*SHAPE),
+        {"one": np.array(-2, np.int64)},
+    ),
+    "slice, negative and clamped bounds": (
+        [node("Slice", ["x", "starts", "ends", "axes"])],
+        lambda: _normal(*SHAPE),
+        {
+            "starts": np.array([1, -4], np.int64),
+            "ends": np.array([99, -1], np.int64),
+            "axes": np.array([1, -1], np.int64),
+        },
+    ),
     "add with broadcast constant": (
         [node("Add", ["x", "c"])],
         lambda: _normal(*SHAPE),

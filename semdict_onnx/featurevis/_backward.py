@@ -20,9 +20,11 @@ from onnx import helper, numpy_helper
 
 from ..errors import GradientRuleError
 
+# The gradients of a node's inputs or outputs, None where there is none.
+Grads = list["str | None"]
 # A vector-Jacobian rule: (pass, node, gradient of each output or None, which inputs need one)
 # -> the gradient of each input (None where not needed).
-Rule = Callable[["Backward", onnx.NodeProto, list["str | None"], list[bool]], list["str | None"]]
+Rule = Callable[["Backward", onnx.NodeProto, Grads, list[bool]], Grads]
 # The opset from which ReduceMean, ReduceProd and friends take their axes as an input.
 REDUCE_AXES_INPUT_OPSET = 18
 
@@ -200,3 +202,34 @@ class Backward(Emitter):
         if len(parts) > 1:
             contributions[name] = [self.op("Sum", *parts)]
         return contributions[name][0]
+
+
+def registry() -> tuple[dict[str, Rule], Callable[..., Callable[[Rule], Rule]]]:
+    """A rule module's RULES dict and the decorator `@rule("Op", ...)` that fills it."""
+    rules: dict[str, Rule] = {}
+
+    def rule(*op_types: str) -> Callable[[Rule], Rule]:
+        def register(function: Rule) -> Rule:
+            for op_type in op_types:
+                rules[op_type] = function
+            return function
+
+        return register
+
+    return rules, rule
+
+
+def first_only(bw: Backward, node: onnx.NodeProto, needs: list[bool], what: str = "") -> None:
+    """Refuse a gradient through any input but the first (weights, shapes, attributes)."""
+    for index, need in enumerate(needs[1:], start=1):
+        if need:
+            raise bw.unsupported(
+                node,
+                f"has its input {index} ({node.input[index]!r}) depending on the image; the rule "
+                f"only passes the gradient through its first input{what}",
+            )
+
+
+def to_first(node: onnx.NodeProto, grad: str) -> Grads:
+    """A gradient for the first input only."""
+    return [grad] + [None] * (len(node.input) - 1)
