@@ -85,9 +85,9 @@ def _weights(batch: int, channels: int) -> np.ndarray:
 
 def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict]:
     """TensorFlow: tf.gradients of the objective, and Lucid's whole step as one graph."""
+    from semdict_onnx._featurevis._parameterization import COLOUR_MIX, FourierImage
+    from semdict_onnx._featurevis._transforms import ANGLES, FIRST_JITTER, PAD, SCALES
     from semdict_onnx.export._tf_env import import_tensorflow
-    from semdict_onnx.featurevis._parameterization import COLOUR_MIX, FourierImage
-    from semdict_onnx.featurevis._transforms import ANGLES, FIRST_JITTER, PAD, SCALES
 
     tf = import_tensorflow()
     graph_def = tf.compat.v1.GraphDef.FromString(graphdef.read_bytes())
@@ -160,10 +160,9 @@ def runtime_cases(model_path: Path, layer: str, batch: int) -> tuple[dict, dict]
     """This library: the gradient model alone, and one step of a batch's optimization."""
     import onnxruntime as ort
 
-    from semdict_onnx import load_model
-    from semdict_onnx.featurevis import RenderSettings
-    from semdict_onnx.featurevis._gradient_model import gradient_session
-    from semdict_onnx.featurevis._optimization import Optimization
+    from semdict_onnx import RenderSettings, load_model
+    from semdict_onnx._featurevis._gradient_model import gradient_session
+    from semdict_onnx._featurevis._optimization import Optimization
 
     model = load_model(model_path)
     channels = model.layers[layer]
@@ -301,8 +300,7 @@ def compare(args: argparse.Namespace) -> int:
 
 def spritemap_run(args: argparse.Namespace) -> int:
     """Time render_spritemap of a layer's channels on one provider; print and write a table."""
-    from semdict_onnx import load_model
-    from semdict_onnx.featurevis import render_spritemap
+    from semdict_onnx import load_model, render_spritemap
 
     model = load_model(args.model, providers=[args.provider] if args.provider else None)
     total = model.layers[args.layer]

@@ -30,6 +30,8 @@ _PUBLIC_BY_MODULE = {
     "_dataset_examples": ("build_spritemap", "scan_examples", "spritemap_from_examples"),
     "_top_examples": ("TopExamples",),
     "_receptive_field": ("receptive_fields",),
+    "_featurevis._render": ("visualize", "render_spritemap"),
+    "_featurevis._settings": ("RenderSettings",),
 }
 _PUBLIC = {name: module for module, names in _PUBLIC_BY_MODULE.items() for name in names}
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
         spritemap_from_examples,
     )
     from ._display import show_semantic_dict  # noqa: F401
+    from ._featurevis._render import render_spritemap, visualize  # noqa: F401
+    from ._featurevis._settings import RenderSettings  # noqa: F401
     from ._images import load_image, to_batch  # noqa: F401
     from ._model import Model, load_model  # noqa: F401
     from ._nmf import factorize, fit_basis  # noqa: F401

@@ -1,6 +1,6 @@
 """`semdict render`: the command, its errors, and an interrupted render resumed.
 
-The subcommand is run through `semdict_onnx.featurevis._cli.main` (the `semdict` command adds
+The subcommand is run through `semdict_onnx._featurevis._cli.main` (the `semdict` command adds
 the same parser); the interruption is a real SIGINT to a real process.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semdict_onnx.featurevis._cli import channel_list, checkpoint_for, main
+from semdict_onnx._featurevis._cli import channel_list, checkpoint_for, main
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = "mixed3b"
@@ -93,7 +93,7 @@ def _process(model: Path, out: Path) -> subprocess.Popen:
         model, out, "--channels", "0-5", "--batch-size", "2", "--size", "64", "--steps", "48"
     )
     code = (
-        f"import sys; from semdict_onnx.featurevis._cli import main; sys.exit(main({arguments!r}))"
+        f"import sys; from semdict_onnx._featurevis._cli import main; sys.exit(main({arguments!r}))"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],

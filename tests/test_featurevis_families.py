@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from semdict_onnx import load_model
+from semdict_onnx._featurevis._gradient_model import gradient_session
 from semdict_onnx._prepare import prepare_model
 from semdict_onnx.errors import GradientRuleError
-from semdict_onnx.featurevis._gradient_model import gradient_session
 
 TOLERANCE = 2e-2
 

@@ -16,9 +16,8 @@ import pytest
 from chromium_pages import launched, opened
 from PIL import Image
 
-from semdict_onnx import Spritemap, semantic_dict
+from semdict_onnx import Spritemap, render_spritemap, semantic_dict
 from semdict_onnx import _payload as page_payload
-from semdict_onnx.featurevis import render_spritemap
 
 PHOTO = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples" / "chelsea.jpg"
 LAYER = "mixed4a"

@@ -13,18 +13,12 @@ import pytest
 from onnx_builders import GraphBuilder
 
 from semdict_onnx import Basis, load_model
+from semdict_onnx._featurevis import _transforms
+from semdict_onnx._featurevis._optimizer import Adam
+from semdict_onnx._featurevis._parameterization import FourierImage
+from semdict_onnx._featurevis._render import render, render_spritemap, visualize
+from semdict_onnx._featurevis._settings import MAX_SIZE, MAX_STEPS, RenderSettings
 from semdict_onnx.errors import GradientRuleError, RenderError, UnknownLayerError
-from semdict_onnx.featurevis import (
-    MAX_SIZE,
-    MAX_STEPS,
-    RenderSettings,
-    _transforms,
-    render,
-    render_spritemap,
-    visualize,
-)
-from semdict_onnx.featurevis._optimizer import Adam
-from semdict_onnx.featurevis._parameterization import FourierImage
 
 LAYER = "mixed3b"
 SMALL = {"size": 64, "steps": 8}

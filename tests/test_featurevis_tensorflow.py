@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
-from semdict_onnx.featurevis._gradient_model import gradient_session
+from semdict_onnx._featurevis._gradient_model import gradient_session
 
 SIZE = 128
 TOLERANCE = 1e-5

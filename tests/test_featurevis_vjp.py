@@ -1,7 +1,7 @@
 """Every vector-Jacobian rule against central finite differences, on small random graphs.
 
 Each case is a graph from an input `x` to an output `y`. The gradient model (the rules of
-semdict_onnx/featurevis/_vjp.py, written as ONNX and run by ONNX Runtime) gives the gradient
+semdict_onnx/_featurevis/_vjp.py, written as ONNX and run by ONNX Runtime) gives the gradient
 of L = sum(y * r) for a random r; finite differences of L, element by element of x, must agree
 to 2e-3 of the gradient's scale. Inputs keep clear of kinks (ReLU at 0, max-pool ties, clip
 bounds) by more than the step, so the differences see one linear piece.
@@ -18,9 +18,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from semdict_onnx._featurevis._backward import Backward
+from semdict_onnx._featurevis._vjp import RULES
 from semdict_onnx.errors import GradientRuleError
-from semdict_onnx.featurevis._backward import Backward
-from semdict_onnx.featurevis._vjp import RULES
 
 STEP = 1e-2
 TOLERANCE = 2e-3

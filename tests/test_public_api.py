@@ -38,6 +38,8 @@ DOCUMENTED = {
     "load_image": "function",
     "load_model": "function",
     "receptive_fields": "function",
+    "render_spritemap": "function",
+    "RenderSettings": "class",
     "scan_examples": "function",
     "semantic_dict": "function",
     "show_semantic_dict": "function",
@@ -45,6 +47,7 @@ DOCUMENTED = {
     "strongest_position": "function",
     "to_batch": "function",
     "top_k_channels": "function",
+    "visualize": "function",
 }
 DESCRIBE_ALL = """
 import inspect, json

@@ -5,6 +5,7 @@
                      [--gallery NAME.html] [--tables json|npz] [--size 224|HEIGHTxWIDTH]
     semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
     semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
+    semdict render --layer mixed4d --out PATH [--channels 0-31] [--basis BASIS.npz]
     semdict export [--replica | --graphdef PATH] [--output PATH]   (needs the export extra)
 
 Each subcommand is a module whose `add_parser(subparsers)` adds its parser and sets the
@@ -21,6 +22,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .._featurevis import _cli as featurevis
 from ..errors import SemdictError
 from ..export import _cli as export
 from . import basis, pages, spritemap
@@ -29,6 +31,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParse
     pages.add_parser,
     spritemap.add_parser,
     basis.add_parser,
+    featurevis.add_parser,
     export.add_parser,
 )
 DEFAULT_COMMAND = pages.NAME

@@ -22,7 +22,7 @@ from .._bases import Basis
 from .._cli.args import MODEL_HELP, positive_int
 from .._spritemap import IMAGE_FORMATS, manifest_path_for
 from ..errors import OptionError, SemdictError
-from ._render import DEFAULT_LEARNING_RATE, DEFAULT_SIZE, DEFAULT_STEPS, render_spritemap
+from ._settings import DEFAULT_LEARNING_RATE, DEFAULT_SIZE, DEFAULT_STEPS
 
 DESCRIPTION = (
     "Render a spritemap of a layer's channels (or of a basis's directions) as feature "
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(
             f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
         )
+    from ._render import render_spritemap  # the gradient machinery loads only for a render
+
     basis = Basis.load(args.basis, layer=args.layer) if args.basis else None
     try:
         spritemap = render_spritemap(

@@ -7,18 +7,3 @@ random transforms with exact adjoints (_transforms.py), optimized with Adam (_op
 `visualize` renders one channel, neuron group or direction; `render_spritemap` renders a
 layer's channels (or a basis's directions) into a Spritemap the dictionary page shows.
 """
-
-from ._gradient_model import build_gradient_model
-from ._render import render, render_spritemap, visualize
-from ._settings import MAX_BATCH, MAX_SIZE, MAX_STEPS, RenderSettings
-
-__all__ = [
-    "MAX_BATCH",
-    "MAX_SIZE",
-    "MAX_STEPS",
-    "RenderSettings",
-    "build_gradient_model",
-    "render",
-    "render_spritemap",
-    "visualize",
-]

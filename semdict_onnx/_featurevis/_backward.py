@@ -163,7 +163,7 @@ class Backward(Emitter):
         return GradientRuleError(
             f"cannot compute the gradient of {self.target}: node {name!r} (op {node.op_type}) "
             f"{why}. Pick an earlier layer, or add a rule for it in "
-            "semdict_onnx/featurevis/_vjp.py"
+            "semdict_onnx/_featurevis/_vjp.py"
         )
 
     def gradient(self, seeds: Mapping[str, str], wrt: str) -> str:
