@@ -108,14 +108,15 @@ def set_outputs(
     """Make the chosen layers (NHWC, float32) and the class output the graph's only outputs
     (`prune` in _subgraph.py then drops what they do not need)."""
     nodes = _Nodes(graph, "semdict_outputs")
+    renamed = _free_own_names(graph, layers, nodes, types)
     outputs = []
     for layer in layers:
         candidate = layer.candidate
-        x = candidate.name
+        x = renamed.get(candidate.name, candidate.name)
         if candidate.layout == "NCHW":
             x = nodes.op("Transpose", [x], perm=[0, 2, 3, 1])
         elif candidate.layout == "tokens":
-            x = _tokens_to_grid(nodes, candidate)
+            x = _tokens_to_grid(nodes, candidate, renamed)
         if types.get(candidate.name, TensorProto.FLOAT) != TensorProto.FLOAT:
             x = nodes.op("Cast", [x], to=TensorProto.FLOAT)
         if x != layer.name:
@@ -126,7 +127,7 @@ def set_outputs(
             )
         )
     if class_tensor is not None and class_name is not None:
-        x = class_tensor
+        x = renamed.get(class_tensor, class_tensor)
         if softmax:
             x = nodes.op("Softmax", [x], axis=-1)
         if types.get(class_tensor, TensorProto.FLOAT) != TensorProto.FLOAT:
@@ -141,18 +142,42 @@ def set_outputs(
     graph.output.extend(outputs)
 
 
-def _tokens_to_grid(nodes: _Nodes, candidate: LayerCandidate) -> str:
+def _free_own_names(
+    graph: onnx.GraphProto, layers: list[LayerOutput], nodes: _Nodes, types: dict[str, int]
+) -> dict[str, str]:
+    """Rename the network tensors that an output of the same name replaces (a layer asked for
+    by its own name that is transposed, reshaped or cast on its way out), so that the output
+    can carry the name the user gave; returns {old name: new name}."""
+    renamed: dict[str, str] = {}
+    for layer in layers:
+        candidate = layer.candidate
+        changed = candidate.layout != "NHWC" or types.get(candidate.name) not in (
+            None,
+            TensorProto.FLOAT,
+        )
+        if layer.name == candidate.name and changed:
+            renamed[candidate.name] = nodes.name("network_tensor")
+    for node in graph.node:
+        for values in (node.input, node.output):
+            for index, name in enumerate(values):
+                if name in renamed:
+                    values[index] = renamed[name]
+    return renamed
+
+
+def _tokens_to_grid(nodes: _Nodes, candidate: LayerCandidate, renamed: dict[str, str]) -> str:
     """[N, extra + h*w, C] -> [N, h, w, C], h and w read from the patch grid's shape."""
     sliced = nodes.op(
         "Slice",
         [
-            candidate.name,
+            renamed.get(candidate.name, candidate.name),
             nodes.const("first_patch", np.array([candidate.extra_tokens], np.int64)),
             nodes.const("end", np.array([INT64_MAX], np.int64)),
             nodes.const("token_axis", np.array([1], np.int64)),
         ],
     )
-    shape = nodes.op("Shape", [candidate.grid_tensor])
+    grid_tensor = candidate.grid_tensor or ""
+    shape = nodes.op("Shape", [renamed.get(grid_tensor, grid_tensor)])
     first = 2 if candidate.grid_layout == "NCHW" else 1
     rows_cols = nodes.op(
         "Slice",

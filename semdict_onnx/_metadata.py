@@ -116,7 +116,7 @@ class Preprocessing:
     def describe(self) -> str:
         """The preprocessing in words, for the model's repr and the docs."""
         low, high = self.value_range
-        words = [f"RGB [0, 1] -> [{low:g}, {high:g}]"]
+        words = ["RGB [0, 1]" if (low, high) == (0, 1) else f"RGB [0, 1] -> [{low:g}, {high:g}]"]
         if self.channel_order == "BGR":
             words.append("as BGR")
         if self.mean is not None:

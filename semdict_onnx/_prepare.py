@@ -26,7 +26,8 @@ import onnx
 from ._atomic import write_bytes_atomic
 from ._graph_rewrite import LayerOutput, add_prologue, set_outputs
 from ._layer_catalog import Catalog, LayerCandidate, catalog, token_layer
-from ._metadata import METADATA_KEY, FieldInfo, InputInfo, LayerInfo, ModelInfo, Preprocessing
+from ._metadata import FieldInfo, InputInfo, LayerInfo, ModelInfo, Preprocessing
+from ._model_card import card_of, read_labels, write_card
 from ._onnx_graph import load_onnx
 from ._receptive_field import ReceptiveField, given_field
 from ._subgraph import prune
@@ -94,9 +95,23 @@ def prepare_model(
         preprocessing, value_range, channel_order, mean, std, layout, input_name, input_size,
         class_output, logits, labels, extra_tokens, crop_sizes, network,
     )  # fmt: skip
+    if isinstance(source, (str, os.PathLike)) and _same_file(source, output):
+        raise PrepareError(
+            f"the output {str(output)!r} is the source file itself; write the prepared network "
+            "to a new file (the raw one is what list_layers and prepare_model read)"
+        )
     model, info = prepared_model(source, layers, options)
     write_bytes_atomic(output, model.SerializeToString())
     return info
+
+
+def _same_file(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> bool:
+    """Whether `output` names the file `source` (an existing one)."""
+    first, second = Path(source).expanduser(), Path(output).expanduser()
+    try:
+        return first.exists() and second.exists() and os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def prepared_model(
@@ -107,13 +122,23 @@ def prepared_model(
     """The prepared network and its card, in memory (what `prepare_model` writes)."""
     options = options or PrepareOptions()
     model = load_onnx(source)
+    if card_of(model) is not None:
+        where = f"{str(source)!r}" if isinstance(source, (str, os.PathLike)) else "this model"
+        raise PrepareError(
+            f"{where} is already prepared (it carries a semdict_onnx model card): load it with "
+            "load_model(path) and no options; prepare the raw network it came from to change "
+            "its layers or preprocessing"
+        )
     digest = _source_sha256(source, model)
+    network = options.network or _network_name(source, model)
     preprocessing = _preprocessing(options)
     found = catalog(model, options.input_size, options.layout, options.input_name)
     chosen = _chosen_layers(found, layers, options.extra_tokens)
     fields = _fields(found, chosen, options.crop_sizes)
     class_tensor, classes = _class_output(found, options)
-    labels = _labels(options.labels, classes, options.class_output)
+    labels = None
+    if options.labels is not None:
+        labels = read_labels(options.labels, classes, options.class_output)
     class_name = _class_name(found, chosen, class_tensor, options.logits)
     new_input = _fresh_name(found, INPUT_NAME, [c.name for c in chosen])
     source_input, types = found.input, dict(found.types)
@@ -130,7 +155,7 @@ def prepared_model(
         _fix_input_size(model.graph, new_input, size)
     shapes = _output_shapes(model, new_input, size)
     info = ModelInfo(
-        network=options.network or _network_name(source, model),
+        network=network,
         input=InputInfo(
             name=new_input,
             height=size[0],
@@ -150,11 +175,7 @@ def prepared_model(
         num_classes=classes,
         labels=labels,
     )
-    for prop in list(model.metadata_props):
-        if prop.key == METADATA_KEY:
-            model.metadata_props.remove(prop)
-    model.metadata_props.add(key=METADATA_KEY, value=info.to_json())
-    model.doc_string = info.weights_note
+    write_card(model, info)
     return model, info
 
 
@@ -163,6 +184,7 @@ def _pruned(model: onnx.ModelProto) -> onnx.ModelProto:
     pruned = prune(model, [value.name for value in model.graph.output])
     del pruned.graph.value_info[:]
     pruned.ir_version = model.ir_version
+    pruned.graph.name = model.graph.name  # the Extractor names it "Extracted from {...}"
     return pruned
 
 
@@ -324,32 +346,6 @@ def _class_output(found: Catalog, options: PrepareOptions) -> tuple[str | None, 
             "logits or probabilities"
         )
     return name, int(shape[1])
-
-
-def _labels(
-    labels: Sequence[str] | str | os.PathLike[str] | None, classes: int | None, name: str | None
-) -> tuple[str, ...] | None:
-    """Class names from a list or a text file (one per line), checked against the classes."""
-    if labels is None:
-        return None
-    if isinstance(labels, (str, os.PathLike)):
-        path = Path(labels).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PrepareError(
-                f"cannot read the labels file {str(path)!r} ({exc}); pass a UTF-8 text file of "
-                "one class name per line, or a list of names"
-            ) from exc
-        while lines and not lines[-1].strip():
-            lines.pop()
-        where = f"the labels file {str(path)!r} has {len(lines)} lines"
-    else:
-        lines = [str(label) for label in labels]
-        where = f"{len(lines)} labels were given"
-    if len(lines) != classes:
-        raise PrepareError(f"{where} but class output {name!r} has {classes} classes")
-    return tuple(lines)
 
 
 def _class_name(
