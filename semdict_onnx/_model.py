@@ -1,10 +1,13 @@
-"""The runtime model: an exported ONNX file, its model card, its provider, its activations.
+"""The runtime model: a prepared ONNX network, its model card, its provider, its activations.
 
-`load_model()` opens the file written by `scripts/export.py`, checks that it keeps the
-contract (the input and every layer named in its metadata exist as graph inputs and
-outputs) and picks the execution provider (_providers.py). Every network fact (input size
-and value range, layer names, channel counts, the class output) comes from the file's
-metadata (_metadata.py), never from this module. `Model.activations` loads images in
+`load_model()` opens a file written by the GoogLeNet export or `prepare_model`, checks that it
+keeps the contract (the input and every layer named in its model card exist as graph inputs
+and outputs) and picks the execution provider (_providers.py). Given a raw network (a file
+with no card) and prepare options, it prepares it in memory (_prepare.py) and keeps the
+prepared bytes, from which the runner makes its pruned and one-thread sessions and the
+receptive fields are read (docs/own-models.md measures what that costs). Every network fact
+(input size, layout, preprocessing, layer names, channel counts, the class output) comes from
+the model card (_metadata.py), never from this module. `Model.activations` loads images in
 batches (_images.py; at the default size, or another where the file allows it) and hands
 each to a `SessionRunner` (_runner.py), which owns how the session runs it: with the
 speedups, or plainly. `default_model()` is the default file, loaded once per process.
@@ -15,7 +18,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -26,7 +31,7 @@ from ._images import ImageSource, InputSize, check_input_size, input_size_for, i
 from ._metadata import METADATA_KEY, ModelInfo
 from ._paths import default_model_path
 from ._runner import SessionRunner, speedups_wanted
-from .errors import ModelFormatError, ModelNotFoundError, UnknownLayerError
+from .errors import ModelFormatError, ModelNotFoundError, OptionError, UnknownLayerError
 
 _EXPORT_HINT = (
     "create it with `python scripts/export.py` (downloads Lucid's GoogLeNet once), or "
@@ -42,14 +47,21 @@ class Model:
     """
 
     def __init__(
-        self, session: ort.InferenceSession, info: ModelInfo, path: Path, *, speedups: bool = True
+        self,
+        session: ort.InferenceSession,
+        info: ModelInfo,
+        path: Path,
+        *,
+        speedups: bool = True,
+        prepared: bytes | None = None,
     ) -> None:
         self._session = session
         self._info = info
         self._path = path
+        self._prepared = prepared
         low, high = info.input.value_range
         self._input_scale = (float(low), float(high) - float(low))
-        self._runner = SessionRunner(session, path, info.input.name, speedups=speedups)
+        self._runner = SessionRunner(session, self.source, info.input.name, speedups=speedups)
 
     @property
     def info(self) -> ModelInfo:
@@ -60,6 +72,16 @@ class Model:
     def path(self) -> Path:
         """The ONNX file this model was loaded from."""
         return self._path
+
+    @property
+    def prepared_in_memory(self) -> bool:
+        """True when `path` is a raw network that `load_model` prepared in memory."""
+        return self._prepared is not None
+
+    @property
+    def source(self) -> Path | bytes:
+        """What the session was made from: the file, or the prepared network's bytes."""
+        return self._path if self._prepared is None else self._prepared
 
     @property
     def provider(self) -> str:
@@ -112,9 +134,11 @@ class Model:
             if self.is_replica
             else f"source sha256 {self._info.source_sha256[:12]}"
         )
+        origin = "prepared in memory from" if self.prepared_in_memory else "from"
         return (
-            f"<Model {self._info.network} from {str(self._path)!r} on {self.provider}; "
-            f"input {height}x{width}; layers {layers}; "
+            f"<Model {self._info.network} {origin} {str(self._path)!r} on {self.provider}; "
+            f"input {height}x{width} {self._info.input.layout}, {_preprocessing_words(self)}; "
+            f"layers {layers}; "
             f"class output {self._info.class_output}; {weights}"
             f"{'' if self.speedups else '; speedups off'}>"
         )
@@ -175,13 +199,26 @@ class Model:
         }
 
 
+def _preprocessing_words(model: Model) -> str:
+    """The input's preprocessing in words, for the repr."""
+    given = model.info.input
+    if given.preprocessing is not None:
+        return given.preprocessing.describe()
+    low, high = given.network_range
+    return f"RGB [0, 1] -> [{low:g}, {high:g}]"
+
+
 def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
     """The model card in the session's metadata, checked against the graph's inputs/outputs."""
     metadata = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in metadata:
         raise ModelFormatError(
-            f"{path} is an ONNX model without {METADATA_KEY!r} metadata, so it was not written "
-            f"by scripts/export.py; {_EXPORT_HINT}"
+            f"{path} is an ONNX model without {METADATA_KEY!r} metadata: a raw network, not yet "
+            f"prepared. List the layers it offers with `semdict layers {path}` (or "
+            "list_layers(path)), then load it with load_model(path, layers={SHORT: TENSOR}, "
+            "preprocessing=...) (prepared in memory at each load), or prepare it once with "
+            "prepare_model(path, OUT, layers, ...) or `semdict prepare`; for GoogLeNet, "
+            "`semdict export` writes a prepared file"
         )
     try:
         info = ModelInfo.from_json(metadata[METADATA_KEY])
@@ -217,12 +254,18 @@ def load_model(
     providers: Sequence[providers_module.ProviderSpec] | None = None,
     *,
     speedups: bool | None = None,
+    layers: Sequence[str] | dict[str, str] | None = None,
+    **prepare_options: Any,
 ) -> Model:
-    """Open an exported ONNX model (default: the file `scripts/export.py` writes).
+    """Open a prepared ONNX model (default: the file `semdict export` writes).
 
-    `speedups=False` runs every batch as one plain run of the session, without the pruned
-    sessions and per-core runs (for debugging and comparing); None: on unless the
-    environment sets SEMDICT_ONNX_SPEEDUPS=0.
+    A raw network (an ONNX file without a model card) is prepared in memory when `layers` and
+    the options of `prepare_model` are given (`preprocessing`, `mean`, `std`, `value_range`,
+    `channel_order`, `layout`, `input_name`, `input_size`, `class_output`, `logits`, `labels`,
+    `extra_tokens`, `crop_sizes`, `network`); preparing once with `prepare_model` saves doing
+    it at every load. `speedups=False` runs every batch as one plain run of the session,
+    without the pruned sessions and per-core runs (for debugging and comparing); None: on
+    unless the environment sets SEMDICT_ONNX_SPEEDUPS=0.
     """
     wanted = speedups_wanted(speedups)
     model_path = Path(path).expanduser() if path is not None else default_model_path()
@@ -230,15 +273,44 @@ def load_model(
         raise ModelNotFoundError(f"no exported model at {model_path}; {_EXPORT_HINT}")
     if not model_path.is_file():
         raise ModelFormatError(f"{model_path} is a folder, not an ONNX model file")
+    prepared = None
+    if layers is not None or prepare_options:
+        prepared = _prepared_bytes(model_path, layers, prepare_options)
     try:
-        session = providers_module.create_session(model_path, providers)
+        session = providers_module.create_session(
+            model_path if prepared is None else prepared, providers
+        )
     except providers_module.LOAD_ERRORS as exc:
         raise ModelFormatError(
             f"{model_path} is not an ONNX model ONNX Runtime {ort.__version__} can load "
             f"({str(exc).splitlines()[0]}); if it was cut short or made by another version, "
             f"re-export it: {_EXPORT_HINT}"
         ) from exc
-    return Model(session, _read_info(session, model_path), model_path, speedups=wanted)
+    info = _read_info(session, model_path)
+    return Model(session, info, model_path, speedups=wanted, prepared=prepared)
+
+
+def _prepared_bytes(
+    path: Path, layers: Sequence[str] | dict[str, str] | None, options: dict[str, Any]
+) -> bytes:
+    """The raw network at `path` prepared with `layers` and prepare_model's `options`."""
+    from ._prepare import PrepareOptions, prepared_model
+
+    known = [option.name for option in fields(PrepareOptions)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise OptionError(
+            f"load_model takes no option {', '.join(unknown)}; besides path, providers and "
+            f"speedups it takes layers and prepare_model's options: {', '.join(known)}"
+        )
+    if layers is None:
+        raise OptionError(
+            f"{', '.join(sorted(options))} given without layers: to prepare a raw network in "
+            "memory, name its layers too (load_model(path, layers={SHORT: TENSOR}, ...); "
+            f"`semdict layers {path}` lists them)"
+        )
+    model, _ = prepared_model(path, layers, PrepareOptions(**options))
+    return model.SerializeToString()
 
 
 def as_model(model: Model | str | os.PathLike[str] | None) -> Model:

@@ -254,14 +254,15 @@ def session_like(
 
 
 def create_session(
-    path: str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
+    model: bytes | str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
 ) -> ort.InferenceSession:
-    """An InferenceSession on `path` with the chosen providers, checked to really use them."""
+    """An InferenceSession on `model` (a file, or a model's bytes) with the chosen providers,
+    checked to really use them."""
     warn_if_several_runtimes()
     explicit = providers is not None
     chosen = _check_requested(providers) if explicit else default_providers()
     session = ort.InferenceSession(
-        os.fspath(path),
+        model if isinstance(model, bytes) else os.fspath(model),
         sess_options=session_options(),
         providers=[with_default_options(spec) for spec in chosen],
         enable_fallback=0,

@@ -14,6 +14,7 @@ covers [i, i + 1).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from ._graph_walker import Axis, GraphWalker, Opaque, tidy
 from ._metadata import METADATA_KEY, LayerInfo, ModelInfo
+from ._model_card import card_of
 from ._onnx_graph import inferred_shapes
 from .errors import ModelFormatError
 
@@ -81,15 +83,27 @@ def receptive_fields(
     layers: Iterable[str] | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> dict[str, ReceptiveField]:
-    """Receptive fields of `layers` (default: all) of a Model, ONNX file path or ModelProto.
+    """Receptive fields of `layers` (default: all) of a Model, prepared ONNX file or ModelProto.
 
     `input_size` is (height, width) of the model input; default: the size in the model card.
     """
-    if isinstance(model, onnx.ModelProto):
-        return _fields(model, tuple(layers) if layers is not None else None, input_size)
-    path = Path(getattr(model, "path", model))
     key = tuple(layers) if layers is not None else None
+    if isinstance(model, onnx.ModelProto):
+        return _fields(model, key, input_size)
+    source = getattr(model, "source", None)
+    if isinstance(source, bytes):  # a Model prepared in memory from a raw file
+        found = _IN_MEMORY.setdefault(model, {})
+        if (key, input_size) not in found:
+            found[key, input_size] = _fields(onnx.load_from_string(source), key, input_size)
+        return dict(found[key, input_size])
+    path = Path(getattr(model, "path", model))
     return dict(_fields_of_file(str(path), path.stat().st_mtime_ns, key, input_size))
+
+
+# Fields of Models prepared in memory, per model, kept as long as the model is.
+_IN_MEMORY: weakref.WeakKeyDictionary[Any, dict[tuple, dict[str, ReceptiveField]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @lru_cache(maxsize=32)
@@ -182,13 +196,13 @@ def given_field(
 
 def _model_info(proto: onnx.ModelProto) -> ModelInfo:
     """The model card stored in the ONNX metadata."""
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelInfo.from_json(prop.value)
-    raise ModelFormatError(
-        f"the ONNX model has no {METADATA_KEY!r} metadata; export it with scripts/export.py "
-        "or prepare it with prepare_model"
-    )
+    info = card_of(proto)
+    if info is None:
+        raise ModelFormatError(
+            f"the ONNX model has no {METADATA_KEY!r} metadata; export it with `semdict export` "
+            "or prepare it with prepare_model"
+        )
+    return info
 
 
 def layer_fields_table(fields: dict[str, ReceptiveField]) -> str:

@@ -56,11 +56,16 @@ class SessionRunner:
     """Runs output sets of a model's session on batches, with or without the speedups."""
 
     def __init__(
-        self, session: ort.InferenceSession, path: Path, input_name: str, *, speedups: bool
+        self,
+        session: ort.InferenceSession,
+        source: Path | bytes,
+        input_name: str,
+        *,
+        speedups: bool,
     ) -> None:
         self.session = session
         self.speedups = speedups
-        self._path = path
+        self._source = source
         self._input_name = input_name
         self._lock = threading.Lock()
         self._images_asked: collections.Counter[tuple[str, ...]] = collections.Counter()
@@ -107,7 +112,8 @@ class SessionRunner:
 
         from ._subgraph import prune
 
-        model = onnx.load(self._path)
+        source = self._source
+        model = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
         pruned = prune(model, names)
         if len(pruned.graph.node) > (1 - PRUNE_MIN_SHARE) * len(model.graph.node):
             return None
@@ -119,11 +125,13 @@ class SessionRunner:
         """A session like the model's computing `names` only (None: all), else None.
 
         None where pruning would leave out few nodes, or the file changed since it was loaded.
+        A model prepared in memory (load_model of a raw file with options) has no file of its
+        own: its sessions are made from the prepared bytes the runner keeps.
         """
         from google.protobuf.message import DecodeError
 
         try:
-            model = self._path if names is None else self._pruned_model(names)
+            model = self._source if names is None else self._pruned_model(names)
             if model is None:
                 return None
             return session_like(model, self.session, intra_op_threads)

@@ -95,8 +95,8 @@ def write_variant(tmp_path: Path, metadata: str | None) -> Path:
         ),
         (
             lambda tmp, tiny: write_variant(tmp, None),
-            "is an ONNX model without 'semdict_onnx' metadata, so it was not written by "
-            "scripts/export.py",
+            "is an ONNX model without 'semdict_onnx' metadata: a raw network, not yet "
+            "prepared. List the layers it offers with `semdict layers",
         ),
         (
             lambda tmp, tiny: write_variant(tmp, "{not json"),
