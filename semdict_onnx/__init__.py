@@ -32,6 +32,9 @@ _PUBLIC_BY_MODULE = {
     "_receptive_field": ("receptive_fields",),
     "_featurevis._render": ("visualize", "render_spritemap"),
     "_featurevis._settings": ("RenderSettings",),
+    "_layer_catalog": ("list_layers", "layers_table", "LayerCandidate"),
+    "_prepare": ("prepare_model",),
+    "_metadata": ("Preprocessing",),
 }
 _PUBLIC = {name: module for module, names in _PUBLIC_BY_MODULE.items() for name in names}
 
@@ -48,9 +51,12 @@ if TYPE_CHECKING:
     from ._featurevis._render import render_spritemap, visualize  # noqa: F401
     from ._featurevis._settings import RenderSettings  # noqa: F401
     from ._images import load_image, to_batch  # noqa: F401
+    from ._layer_catalog import LayerCandidate, layers_table, list_layers  # noqa: F401
+    from ._metadata import Preprocessing  # noqa: F401
     from ._model import Model, load_model  # noqa: F401
     from ._nmf import factorize, fit_basis  # noqa: F401
     from ._pipeline import gallery, semantic_dict  # noqa: F401
+    from ._prepare import prepare_model  # noqa: F401
     from ._ranking import strongest_position, top_k_channels  # noqa: F401
     from ._receptive_field import receptive_fields  # noqa: F401
     from ._results import Gallery, SemanticDict  # noqa: F401

@@ -301,8 +301,10 @@ def _nearest_walked_ancestor(
 
 
 def layers_table(candidates: Sequence[LayerCandidate]) -> str:
-    """The candidates as a plain-text table for a terminal: one row per tensor."""
-    header = ("tensor", "op", "layout", "channels", "grid", "stride", "field", "note")
+    """The candidates as a plain-text table for a terminal, one row per tensor in the order
+    given: name, op, shape (batch 1), layout, channels, grid, stride and field size in input
+    pixels ("?" where the graph cannot be walked), and a note."""
+    header = ("tensor", "op", "shape", "layout", "channels", "grid", "stride", "field", "note")
     rows = [header]
     for c in candidates:
         field_ = c.field
@@ -310,6 +312,7 @@ def layers_table(candidates: Sequence[LayerCandidate]) -> str:
             (
                 c.name,
                 c.op,
+                "x".join(map(str, c.shape)),
                 c.layout if not c.extra_tokens else f"tokens (+{c.extra_tokens})",
                 str(c.channels),
                 f"{c.grid[0]}x{c.grid[1]}",
