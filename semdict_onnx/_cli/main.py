@@ -6,6 +6,8 @@
     semdict spritemap --layer mixed4d --images DIR --out PATH [--basis BASIS.npz]
     semdict basis --layer mixed4d --images DIR --components 6 --out BASIS.npz
     semdict render --layer mixed4d --out PATH [--channels 0-31] [--basis BASIS.npz]
+    semdict layers MODEL.onnx [--size HxW] [--layout NCHW|NHWC]
+    semdict prepare MODEL.onnx --layer [SHORT=]TENSOR... --out PREPARED.onnx [--preprocessing ...]
     semdict export [--replica | --graphdef PATH] [--output PATH]   (needs the export extra)
 
 Each subcommand is a module whose `add_parser(subparsers)` adds its parser and sets the
@@ -25,13 +27,15 @@ from collections.abc import Callable, Sequence
 from .._featurevis import _cli as featurevis
 from ..errors import SemdictError
 from ..export import _cli as export
-from . import basis, pages, spritemap
+from . import basis, layers, pages, prepare, spritemap
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], ...] = (
     pages.add_parser,
     spritemap.add_parser,
     basis.add_parser,
     featurevis.add_parser,
+    layers.add_parser,
+    prepare.add_parser,
     export.add_parser,
 )
 DEFAULT_COMMAND = pages.NAME
