@@ -8,6 +8,7 @@ missing and how to get it.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -144,3 +145,21 @@ def test_the_output_cannot_be_the_source(built, tmp_path):
     with pytest.raises(PrepareError, match="is the source file itself"):
         semdict_onnx.prepare_model(raw, raw, FAMILIES["keras"].layers, preprocessing="caffe")
     assert Path(raw).read_bytes() == before
+
+
+def test_the_load_raw_benchmark_runs(built):
+    """benchmarks/load_raw.py --quick on a family's prepared file (timings are not checked)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "load_raw.py"
+    _, prepared = built["resnet"]
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--model", str(prepared)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if "| " in line}
+    assert {"file", "memory"} <= set(rows)
+    for case in ("file", "memory"):
+        assert re.fullmatch(rf"\| {case}( \| [0-9.]+){{6}} \|", rows[case]), rows[case]
