@@ -26,7 +26,7 @@ import onnx
 from ._atomic import write_bytes_atomic
 from ._graph_rewrite import LayerOutput, add_prologue, set_outputs
 from ._layer_catalog import Catalog, LayerCandidate, catalog, token_layer
-from ._metadata import FieldInfo, InputInfo, LayerInfo, ModelInfo, Preprocessing
+from ._metadata import InputInfo, LayerInfo, ModelInfo, Preprocessing
 from ._model_card import card_of, read_labels, write_card
 from ._onnx_graph import load_onnx
 from ._receptive_field import ReceptiveField, given_field
@@ -454,13 +454,7 @@ def _layer_info(
         tensor=candidate.name if candidate.name != layer.name else None,
         layout=candidate.layout,
         extra_tokens=candidate.extra_tokens,
-        field=FieldInfo(
-            size=field_.size,
-            jump=field_.jump,
-            start=field_.start,
-            source=source,
-            grid_tensor=candidate.grid_tensor if source == "patch" else None,
-        ),
+        field=field_.field_info(source, candidate.grid_tensor if source == "patch" else None),
     )
 
 

@@ -25,7 +25,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ._graph_walker import Axis, GraphWalker, Opaque, tidy
-from ._metadata import METADATA_KEY, LayerInfo, ModelInfo
+from ._metadata import METADATA_KEY, FieldInfo, LayerInfo, ModelInfo
 from ._model_card import card_of
 from ._onnx_graph import inferred_shapes
 from .errors import ModelFormatError
@@ -76,6 +76,10 @@ class ReceptiveField:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for manifests and docs."""
         return {"size": list(self.size), "jump": list(self.jump), "start": list(self.start)}
+
+    def field_info(self, source: str = "graph", grid_tensor: str | None = None) -> FieldInfo:
+        """This field as the model card stores it (`source` as in FieldInfo)."""
+        return FieldInfo(self.size, self.jump, self.start, source, grid_tensor)
 
 
 def receptive_fields(
@@ -170,6 +174,24 @@ def _field_of(walker: GraphWalker, layer: LayerInfo, size: tuple[int, int]) -> R
         input_size=size,
         grid=(rows.length, cols.length),
     )
+
+
+def graph_fields(
+    proto: onnx.ModelProto, input_name: str, size: tuple[int, int], tensors: Iterable[str]
+) -> dict[str, ReceptiveField | None]:
+    """The fields of NHWC `tensors` of a graph whose input `input_name` is NHWC, walked at
+    input `size`; None for a tensor the walk cannot see through to rows and columns."""
+
+    def shapes() -> dict[str, tuple[int | None, ...]]:
+        return inferred_shapes(proto, input_name, [1, *size, 3])
+
+    walker = GraphWalker(proto.graph, input_name, size, (1, 2), shapes)
+    result: dict[str, ReceptiveField | None] = {}
+    for name in tensors:
+        found = walker.spatial(name)
+        keeps_rows_and_cols = not isinstance(found, Opaque) and set(found.axes) == {1, 2}
+        result[name] = field_from_axes(name, found.axes, size) if keeps_rows_and_cols else None
+    return result
 
 
 def field_from_axes(name: str, axes: dict[int, Axis], size: tuple[int, int]) -> ReceptiveField:

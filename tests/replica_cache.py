@@ -37,7 +37,11 @@ class BuildError(RuntimeError):
 def export_code_key() -> str:
     """A short hash of everything that decides the exported replica's bytes."""
     digest = hashlib.sha256()
-    sources = sorted(EXPORT_PACKAGE.glob("*.py")) + [ROOT / "semdict_onnx" / "_metadata.py"]
+    # The export's own code, and the runtime modules that write its card (the card, its
+    # writer, and the receptive-field walk that fills each layer's field).
+    card = ["_metadata", "_model_card", "_receptive_field", "_graph_walker", "_onnx_graph"]
+    sources = sorted(EXPORT_PACKAGE.glob("*.py"))
+    sources += [ROOT / "semdict_onnx" / f"{name}.py" for name in card]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for package in ("tensorflow", "tf2onnx", "onnx", "numpy"):

@@ -13,8 +13,9 @@ import numpy as np
 import onnx
 import pytest
 from conftest import GOOGLENET_LAYERS, ROOT, SCRIPTS
+from test_receptive_field import GOOGLENET as GOOGLENET_FIELDS
 
-from semdict_onnx._metadata import METADATA_KEY, ModelInfo
+from semdict_onnx._metadata import METADATA_KEY, FieldInfo, ModelInfo
 from semdict_onnx.export._download import sha256_of
 
 pytestmark = pytest.mark.export  # every test here runs TensorFlow, the export or both
@@ -79,6 +80,12 @@ def test_replica_metadata_describes_the_network(replica_model_path, replica_grap
     assert to_network_range(np.array([0.0, 0.5, 1.0])).tolist() == [-117.0, 10.5, 138.0]
     assert {layer.name: (layer.channels, layer.height) for layer in info.layers} == LAYERS
     assert all(layer.height == layer.width for layer in info.layers)
+    # Each layer's field, written the way prepare_model writes it (walked through the graph),
+    # is the hand computation of tests/test_receptive_field.py.
+    for layer in info.layers:
+        size, jump, start, _ = GOOGLENET_FIELDS[layer.name]
+        assert layer.field == FieldInfo((size, size), (jump, jump), (start, start), "graph")
+        assert (layer.tensor, layer.layout, layer.extra_tokens) == (None, "NHWC", 0)
     assert (info.class_output, info.num_classes) == ("softmax2", 1008)
     assert info.labels is None
     assert info.spritemaps == {}
@@ -355,3 +362,21 @@ def test_metadata_is_plain_json(replica_model_path):
     raw = json.loads(props[METADATA_KEY])
     assert raw["replica"] is True and raw["labels"] is None and raw["spritemaps"] == {}
     assert [layer["name"] for layer in raw["layers"]] == list(LAYERS)
+
+
+def test_the_labels_reader_is_prepare_models_with_the_exports_hint(tmp_path, labels_text):
+    from semdict_onnx.export._errors import LabelsError
+    from semdict_onnx.export._pipeline import read_labels
+
+    good = tmp_path / "labels.txt"
+    good.write_text(labels_text + "\n\n", encoding="utf-8")  # trailing blank lines dropped
+    assert read_labels(str(good), tmp_path, 1008)[1007] == "class 1007"
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(LabelsError, match=r"has 2 lines but class output 'softmax2' has 1008 .*"
+                       r"pass --labels with InceptionV1-labels.txt"):  # fmt: skip
+        read_labels(str(short), tmp_path, 1008)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(LabelsError, match="cannot read the labels file"):
+        read_labels(f"file://{binary}", tmp_path, 1008)

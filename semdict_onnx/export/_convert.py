@@ -23,7 +23,7 @@ import os
 import numpy as np
 import onnx
 
-from semdict_onnx._metadata import METADATA_KEY, LayerInfo, ModelInfo
+from semdict_onnx._metadata import LayerInfo
 
 from ._errors import INSTALL_HINT, ConversionError, GraphDefNotFoundError
 from ._googlenet import (
@@ -308,12 +308,3 @@ def num_classes(model: onnx.ModelProto) -> int:
     if shape is None or len(shape) != 2 or shape[1] is None:
         raise ConversionError(f"output {CLASS_OUTPUT} has shape {shape}, not [batch, classes]")
     return shape[1]
-
-
-def attach_metadata(model: onnx.ModelProto, info: ModelInfo) -> None:
-    """Store `info` as JSON under METADATA_KEY, and its weights note as the doc string."""
-    for prop in list(model.metadata_props):
-        if prop.key == METADATA_KEY:
-            model.metadata_props.remove(prop)
-    model.metadata_props.add(key=METADATA_KEY, value=info.to_json())
-    model.doc_string = info.weights_note

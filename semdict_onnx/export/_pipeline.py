@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from semdict_onnx import _paths as paths
 from semdict_onnx._atomic import write_bytes_atomic
 from semdict_onnx._metadata import InputInfo, LayerInfo, ModelInfo
-from semdict_onnx.errors import DownloadError
+from semdict_onnx._model_card import read_labels as read_card_labels
+from semdict_onnx._model_card import write_card
+from semdict_onnx.errors import DownloadError, PrepareError
 
 from ._download import cached_download, sha256_of
 from ._errors import ConversionError, LabelsError
@@ -36,6 +38,8 @@ from ._googlenet import (
 )
 
 if TYPE_CHECKING:
+    import onnx
+
     from ._parity import LayerParity
 
 PARITY_IMAGES = 3
@@ -95,20 +99,9 @@ def read_labels(
     else:
         path = Path(source.removeprefix("file://")).expanduser()
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelsError(
-            f"cannot read the labels file {path} ({exc}); pass --labels with a UTF-8 text "
-            "file of one class name per line"
-        ) from exc
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) != classes:
-        raise LabelsError(
-            f"the labels file {path} has {len(lines)} lines but the model has {classes} "
-            f"classes; pass --labels with {LABELS_NAME} from {MODELZOO}"
-        )
-    return tuple(lines)
+        return read_card_labels(path, classes, CLASS_OUTPUT)
+    except PrepareError as exc:
+        raise LabelsError(f"{exc}; pass --labels with {LABELS_NAME} from {MODELZOO}") from exc
 
 
 def export_graphdef(
@@ -126,7 +119,6 @@ def export_graphdef(
     size-independent, as converted).
     """
     from ._convert import (
-        attach_metadata,
         convert,
         layer_infos,
         load_graphdef,
@@ -147,7 +139,7 @@ def export_graphdef(
     for rewrite in optimize(model):
         print(f"  faster graph: {rewrite}")
     classes = num_classes(model)
-    layers = layer_infos(model)
+    layers = with_fields(model, layer_infos(model))
     info = ModelInfo(
         network=REPLICA_NETWORK if replica else NETWORK,
         input=input_info(layers),
@@ -161,7 +153,7 @@ def export_graphdef(
         else read_labels(labels, cache_dir or graphdef_path.parent, classes, progress),
         spritemaps={} if replica else spritemaps(),
     )
-    attach_metadata(model, info)
+    write_card(model, info)
     data = model.SerializeToString()
     size = f"{INPUT_SIZE}x{INPUT_SIZE}"
     print(f"checking ONNX Runtime against TensorFlow on {PARITY_IMAGES} images at {size} ...")
@@ -174,6 +166,19 @@ def export_graphdef(
     print(format_parity(resized))
     write_bytes_atomic(output, data)
     return ExportResult(output, info, parity, resized, time.perf_counter() - start)
+
+
+def with_fields(model: onnx.ModelProto, layers: tuple[LayerInfo, ...]) -> tuple[LayerInfo, ...]:
+    """`layers` with their receptive fields at the default size, walked through the graph as
+    prepare_model walks them (left None for a layer the walk cannot see through)."""
+    from semdict_onnx._receptive_field import graph_fields
+
+    names = [layer.name for layer in layers]
+    found = graph_fields(model, INPUT_NAME, (INPUT_SIZE, INPUT_SIZE), names)
+    return tuple(
+        replace(layer, field=None if field is None else field.field_info())
+        for layer, field in ((layer, found[layer.name]) for layer in layers)
+    )
 
 
 def input_info(layers: tuple[LayerInfo, ...]) -> InputInfo:
