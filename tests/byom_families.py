@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from semdict_onnx._metadata import Preprocessing
+from semdict_onnx._metadata import ModelInfo, Preprocessing
+from semdict_onnx._prepare import prepare_model
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,17 @@ def reference(family: Family, path: Path, images: np.ndarray) -> dict[str, np.nd
             side = int(round((value.shape[1] - family.extra_tokens) ** 0.5))
             value = value[:, family.extra_tokens :].reshape(len(value), side, side, -1)
         result[short] = value
+    return result
+
+
+def build_all(folder: Path) -> dict[str, tuple[Path, Path, ModelInfo]]:
+    """Each family's raw file in `folder`, prepared with its options: (raw, prepared, card)."""
+    result = {}
+    for name, family in FAMILIES.items():
+        raw = family.build(folder / f"{name}.onnx")
+        prepared = folder / f"{name}-prepared.onnx"
+        info = prepare_model(raw, prepared, family.layers, **family.options)
+        result[name] = (raw, prepared, info)
     return result
 
 

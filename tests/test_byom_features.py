@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from byom_families import FAMILIES, planted_picture
+from byom_families import FAMILIES, build_all, planted_picture
 from PIL import Image
 from semdict_helpers import reference_top_k
 from test_notebook import html_outputs, jupyter_path, run_notebook  # noqa: F401 (fixture)
@@ -24,7 +24,6 @@ from semdict_onnx import (
     fit_basis,
     gallery,
     load_model,
-    prepare_model,
     receptive_fields,
     scan_examples,
     semantic_dict,
@@ -40,12 +39,9 @@ HOW = ("file", "memory")
 def models(tmp_path_factory):
     """Per family, (raw file, {how: Model}): loaded from a prepared file, and prepared in
     memory from the raw file."""
-    folder = tmp_path_factory.mktemp("families")
     result = {}
-    for name, family in FAMILIES.items():
-        raw = family.build(folder / f"{name}.onnx")
-        prepared = folder / f"{name}-prepared.onnx"
-        prepare_model(raw, prepared, family.layers, **family.options)
+    for name, (raw, prepared, _) in build_all(tmp_path_factory.mktemp("families")).items():
+        family = FAMILIES[name]
         result[name] = (
             raw,
             {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from byom_families import FAMILIES
+from byom_families import FAMILIES, build_all
 
 import semdict_onnx
 from semdict_onnx import _parallel as parallel
@@ -29,14 +29,10 @@ CPU = ["CPUExecutionProvider"]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Each family's raw file and the file prepare_model writes from it."""
-    folder = tmp_path_factory.mktemp("families")
-    result = {}
-    for name, family in FAMILIES.items():
-        raw = family.build(folder / f"{name}.onnx")
-        prepared = folder / f"{name}-prepared.onnx"
-        prepare_model(raw, prepared, family.layers, **family.options)
-        result[name] = (raw, prepared)
-    return result
+    return {
+        name: (raw, prepared)
+        for name, (raw, prepared, _) in build_all(tmp_path_factory.mktemp("families")).items()
+    }
 
 
 def photos(size: tuple[int, int], count: int) -> list[np.ndarray]:

@@ -11,29 +11,21 @@ from pathlib import Path
 import model_families as mf
 import numpy as np
 import pytest
-from byom_families import FAMILIES, planted_picture, reference, softmax
+from byom_families import FAMILIES, build_all, planted_picture, reference, softmax
 from PIL import Image
 from semdict_helpers import reference_top_k
 
 from semdict_onnx import load_model, receptive_fields, semantic_dict, to_batch
 from semdict_onnx._layer_catalog import list_layers
 from semdict_onnx._metadata import METADATA_KEY, ModelInfo
-from semdict_onnx._prepare import prepare_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Each family's raw file and its prepared file (prepared once per module)."""
-    folder = tmp_path_factory.mktemp("families")
-    result = {}
-    for name, family in FAMILIES.items():
-        raw = family.build(folder / f"{name}.onnx")
-        prepared = folder / f"{name}-prepared.onnx"
-        info = prepare_model(raw, prepared, family.layers, **family.options)
-        result[name] = (raw, prepared, info)
-    return result
+    """Each family's raw file, its prepared file and card (prepared once per module)."""
+    return build_all(tmp_path_factory.mktemp("families"))
 
 
 def images_for(size: tuple[int, int]) -> np.ndarray:
