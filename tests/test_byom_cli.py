@@ -108,6 +108,11 @@ def test_prepare_writes_what_prepare_model_writes(raw_files, name, tmp_path):
     for layer in want.layers:
         assert f"layer {layer.name}: {layer.channels} channels" in result.stdout
     assert f"--model {out} --layer {want.layers[0].name}" in result.stdout
+    again = semdict("layers", out)  # a prepared file: its layers are named, not re-prepared
+    assert again.returncode == 0, again.stderr
+    assert f"note: {out} is already prepared (its layers: {', '.join(want.layer_names)})" in (
+        again.stdout
+    )
 
 
 def test_preprocessing_field_flags_equal_a_preset(raw_files, tmp_path):
