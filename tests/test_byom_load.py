@@ -159,3 +159,19 @@ def test_the_load_raw_benchmark_runs(built):
     assert {"file", "memory"} <= set(rows)
     for case in ("file", "memory"):
         assert re.fullmatch(rf"\| {case}( \| [0-9.]+){{6}} \|", rows[case]), rows[case]
+
+
+def test_feature_visualization_runs_on_the_prepared_bytes(built, tmp_path):
+    """visualize builds its gradient model from what the Model was made from: the same
+    picture from a raw file prepared in memory (then deleted) as from the prepared file."""
+    from semdict_onnx import visualize
+
+    family = FAMILIES["resnet"]
+    raw = shutil.copy(built["resnet"][0], tmp_path / "raw.onnx")
+    in_memory = load_model(raw, CPU, layers=family.layers, **family.options)
+    Path(raw).unlink()
+    from_file = load_model(built["resnet"][1], CPU)
+    options = dict(size=48, steps=3, seed=1)
+    got = visualize("layer2", 3, in_memory, **options)
+    want = visualize("layer2", 3, from_file, **options)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

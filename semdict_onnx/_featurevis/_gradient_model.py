@@ -186,7 +186,8 @@ class GradientSession:
     """
 
     def __init__(self, model: Model, layer: str, redirect_relu: bool = False) -> None:
-        source = onnx.load(model.path)
+        graph = model.source  # the file, or the bytes of a raw network prepared in memory
+        source = onnx.load_from_string(graph) if isinstance(graph, bytes) else onnx.load(graph)
         proto = build_gradient_model(source, model.info, layer, redirect_relu)
         self._proto = proto.SerializeToString()
         # The same providers and provider options (CUDA device, TF32) as the model's session.

@@ -253,7 +253,9 @@ def render_spritemap(
         raise RenderError(f"a render checkpoint is an .npz file, not {str(checkpoint)!r}")
     key = {
         "layer": layer,
-        "model_sha256": hashlib.sha256(model.path.read_bytes()).hexdigest(),
+        "model_sha256": hashlib.sha256(
+            model.source if isinstance(model.source, bytes) else model.source.read_bytes()
+        ).hexdigest(),
         "basis": directions.fingerprint,
         "sprite_size": sprite,
         **settings.to_dict(),
