@@ -13,7 +13,6 @@ the first batch that uses it; single images never do.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,18 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
+from ._cpu_load import usable_cores
 from ._output_arena import OutputArena
 
 # Images per one-thread run: 1, 2 and 4 measured the same; 1 lets any batch of at least one
 # image per core run this way.
 IMAGES_PER_RUN = 1
-
-
-def usable_cores() -> int:
-    """How many cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class ParallelRunner:

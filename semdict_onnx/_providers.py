@@ -237,14 +237,20 @@ def session_like(
     model: bytes | str | os.PathLike[str],
     template: ort.InferenceSession,
     intra_op_threads: int = 0,
+    *,
+    spinning: bool = True,
 ) -> ort.InferenceSession:
     """A session on `model` with the providers and provider options `template` runs.
 
-    `intra_op_threads` 0 lets ONNX Runtime choose (one per physical core).
+    `intra_op_threads` 0 lets ONNX Runtime choose (one per physical core); `spinning` False
+    makes its pool threads sleep instead of spinning while they wait within a run (for a
+    machine where other work wants the cores: _cpu_load.py).
     """
     options = template.get_provider_options()
     sess_options = session_options()
     sess_options.intra_op_num_threads = intra_op_threads
+    if not spinning:
+        sess_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         model if isinstance(model, bytes) else os.fspath(model),
         sess_options=sess_options,

@@ -10,11 +10,15 @@ docs/performance.md:
   out at least PRUNE_MIN_SHARE of the nodes; at most MAX_PRUNED sets do;
 - on the CPU, the whole rounds of a batch (one image per core) run as one-thread runs, one
   per core at once, on a one-thread twin of the session (_parallel.py), writing into reused
-  output memory (_output_arena.py); single images never build the twin.
+  output memory (_output_arena.py); single images never build the twin;
+- on the CPU, while other work wants the cores (_cpu_load.py), the runs that use the thread
+  pool go to a twin whose pool threads sleep instead of spinning while they wait, made on
+  the first such run.
 With speedups off (`load_model(..., speedups=False)`, or SEMDICT_ONNX_SPEEDUPS=0 in the
 environment) every batch is one plain run of the model's own session: for debugging, and to
 compare against. Thread-safe: the only state, the pruned and twin sessions, is made under a
-lock, and ONNX Runtime sessions may be run from several threads at once.
+lock (the load probe has its own), and ONNX Runtime sessions may be run from several threads
+at once.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import _parallel
+from ._cpu_load import LoadProbe
 from ._providers import CPU, LOAD_ERRORS, session_like
 from .errors import OptionError
 
@@ -69,23 +74,29 @@ class SessionRunner:
         self._input_name = input_name
         self._lock = threading.Lock()
         self._images_asked: collections.Counter[tuple[str, ...]] = collections.Counter()
-        # Pruned sessions by sorted output names (None: pruning would not pay), and one-thread
-        # twins by the id of the session they copy (None: could not be made).
+        # Pruned sessions by sorted output names (None: pruning would not pay); one-thread twins
+        # and twins whose threads do not spin, by the id of the session they copy (None: could
+        # not be made).
         self.pruned: dict[tuple[str, ...], ort.InferenceSession | None] = {}
         self.twins: dict[int, ort.InferenceSession | None] = {}
+        self.yielding: dict[int, ort.InferenceSession | None] = {}
         on_cpu = session.get_providers()[0] == CPU
         self._parallel = _parallel.ParallelRunner() if speedups and on_cpu else None
+        self.load = LoadProbe() if speedups and on_cpu else None
 
     def run(self, names: list[str], batch: np.ndarray) -> list[np.ndarray]:
         """The outputs `names` computed on `batch`, in that order."""
         if not self.speedups:
             return self.session.run(names, {self._input_name: batch})
         session = self._session_for(names, len(batch))
+        pooled = session  # what runs on the thread pool: single images, a batch's rest
+        if self.load is not None and self.load.contended():
+            pooled = self._variant(self.yielding, session, names, spinning=False) or session
         parallel = self._parallel is not None and self._parallel.images_in_parallel(len(batch))
-        twin = self._twin(session, names) if parallel else None
+        twin = self._variant(self.twins, session, names, intra_op_threads=1) if parallel else None
         if twin is None:
-            return session.run(names, {self._input_name: batch})
-        return self._parallel.run(twin, session, names, self._input_name, batch)
+            return pooled.run(names, {self._input_name: batch})
+        return self._parallel.run(twin, pooled, names, self._input_name, batch)
 
     def _session_for(self, names: list[str], images: int) -> ort.InferenceSession:
         """The session to run `names` on: a pruned one once they have been asked for often."""
@@ -98,13 +109,19 @@ class SessionRunner:
                 self.pruned[key] = self._session_on(names)
             return self.pruned[key] or self.session
 
-    def _twin(self, session: ort.InferenceSession, names: list[str]) -> ort.InferenceSession | None:
-        """A one-thread session computing what `session` computes, made once."""
+    def _variant(
+        self,
+        store: dict[int, ort.InferenceSession | None],
+        session: ort.InferenceSession,
+        names: list[str],
+        **options: int | bool,
+    ) -> ort.InferenceSession | None:
+        """A session computing what `session` computes with other `options`, made once."""
         with self._lock:
-            if id(session) not in self.twins:
+            if id(session) not in store:
                 pruned = None if session is self.session else names
-                self.twins[id(session)] = self._session_on(pruned, intra_op_threads=1)
-            return self.twins[id(session)]
+                store[id(session)] = self._session_on(pruned, **options)
+            return store[id(session)]
 
     def _pruned_model(self, names: Sequence[str]) -> bytes | None:
         """The model cut down to `names`, or None where that would leave out few nodes."""
@@ -120,13 +137,14 @@ class SessionRunner:
         return pruned.SerializeToString()
 
     def _session_on(
-        self, names: Sequence[str] | None, intra_op_threads: int = 0
+        self, names: Sequence[str] | None, intra_op_threads: int = 0, spinning: bool = True
     ) -> ort.InferenceSession | None:
         """A session like the model's computing `names` only (None: all), else None.
 
         None where pruning would leave out few nodes, or the file changed since it was loaded.
         A model prepared in memory (load_model of a raw file with options) has no file of its
         own: its sessions are made from the prepared bytes the runner keeps.
+        `intra_op_threads` and `spinning` as in _providers.session_like.
         """
         from google.protobuf.message import DecodeError
 
@@ -134,6 +152,6 @@ class SessionRunner:
             model = self._source if names is None else self._pruned_model(names)
             if model is None:
                 return None
-            return session_like(model, self.session, intra_op_threads)
+            return session_like(model, self.session, intra_op_threads, spinning=spinning)
         except (OSError, ValueError, DecodeError, *LOAD_ERRORS):
             return None
