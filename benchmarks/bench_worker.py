@@ -2,6 +2,7 @@
 
     python benchmarks/bench_worker.py tensorflow --graphdef PB --images NPY --layer mixed4d
     python benchmarks/bench_worker.py runtime --model ONNX --images NPY --image-file JPG
+    python benchmarks/bench_worker.py openvino --model ONNX --images NPY --layers L1,L2
     python benchmarks/bench_worker.py variant --model ONNX --images NPY --spec JSON
     python benchmarks/bench_worker.py matmul --size 2048
 
@@ -108,6 +109,70 @@ def runtime_cases(
     return cases, info
 
 
+def openvino_cases(
+    model_path: Path, images: np.ndarray, layers: list[str]
+) -> tuple[dict[str, Case], dict[str, Any]]:
+    """OpenVINO float32 on the same ONNX file, compiled for each batch size, as its docs advise.
+
+    Batch 1 and the whole batch in one request use the LATENCY hint (one request on all
+    cores); "ov_bN_streams" runs the batch as one-image requests on the THROUGHPUT hint's
+    streams (OpenVINO's own way of giving each core whole images, like _parallel.py).
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    one, many = images[:1], images
+
+    def compiled(batch: int, hint: str) -> Any:
+        model = core.read_model(str(model_path))
+        model.reshape({model.inputs[0].get_any_name(): [batch, *images.shape[1:]]})
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
+        return core.compile_model(model, "CPU", config)
+
+    def outputs_of(model: Any) -> list[Any]:
+        return [model.output(name) for name in layers]
+
+    latency_one = compiled(1, "LATENCY")
+    latency_many = compiled(len(many), "LATENCY")
+    streams = compiled(1, "THROUGHPUT")
+    request_one, request_many = (
+        latency_one.create_infer_request(),
+        latency_many.create_infer_request(),
+    )
+    wanted_one, wanted_many = outputs_of(latency_one), outputs_of(latency_many)
+    queue = ov.AsyncInferQueue(streams, streams.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    wanted_streams = outputs_of(streams)
+    kept: dict[int, list[np.ndarray]] = {}
+
+    def keep(request: Any, index: int) -> None:  # copied out, as infer() copies its outputs
+        kept[index] = [request.get_tensor(output).data.copy() for output in wanted_streams]
+
+    queue.set_callback(keep)
+
+    def per_image_streams() -> dict[int, list[np.ndarray]]:
+        kept.clear()
+        for index, image in enumerate(many):
+            queue.start_async({0: image[None]}, index)
+        queue.wait_all()
+        return kept
+
+    def infer(request: Any, batch: np.ndarray, wanted: list[Any]) -> list[np.ndarray]:
+        result = request.infer({0: batch})
+        return [result[output] for output in wanted]
+
+    cases = {
+        "ov_b1": lambda: infer(request_one, one, wanted_one),
+        "ov_bN": lambda: infer(request_many, many, wanted_many),
+        "ov_bN_streams": per_image_streams,
+    }
+    info = {
+        "openvino": ov.__version__,
+        "streams": streams.get_property("NUM_STREAMS"),
+        "precision": latency_one.get_property("INFERENCE_PRECISION_HINT").to_string(),
+    }
+    return cases, info
+
+
 def variant_cases(
     model_path: Path, images: np.ndarray, spec: dict[str, Any]
 ) -> tuple[dict[str, Case], dict[str, Any]]:
@@ -194,13 +259,13 @@ def serve(cases: dict[str, Case], info: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Set up one side's cases and serve timing requests."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("side", choices=("tensorflow", "runtime", "variant", "matmul"))
+    parser.add_argument("side", choices=("tensorflow", "runtime", "openvino", "variant", "matmul"))
     parser.add_argument("--graphdef", type=Path)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--images", type=Path, help=".npy float32 [N, H, W, 3] in [0, 1]")
     parser.add_argument("--image-file", type=Path, help="an image file for semantic_dict")
     parser.add_argument("--layer", default="mixed4d")
-    parser.add_argument("--layers", default="", help="comma-separated layers for TensorFlow")
+    parser.add_argument("--layers", default="", help="comma-separated layers (TF, OpenVINO)")
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--spec", default="{}", help="variant: JSON, see variant_cases")
     args = parser.parse_args(argv)
@@ -212,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             cases, info = tensorflow_cases(
                 args.graphdef, images, args.layer, args.layers.split(",")
             )
+        elif args.side == "openvino":
+            cases, info = openvino_cases(args.model, images, args.layers.split(","))
         elif args.side == "variant":
             cases, info = variant_cases(args.model, images, json.loads(args.spec))
         else:

@@ -14,6 +14,7 @@ direction, ranking positions by their projection onto it instead of by one chann
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -205,11 +206,12 @@ def _scan(
         desc=desc,
         stacklevel=4,
     )
-    for batch, acts in scan:
-        coefficients = acts if basis.method == NEURONS else basis.project(acts)
-        top.update(coefficients, [image_id for image_id, _ in batch])
-        if after_batch is not None:
-            after_batch(batch)
+    with contextlib.closing(scan):  # on an error or Ctrl-C here, the scan's thread stops now
+        for batch, acts in scan:
+            coefficients = acts if basis.method == NEURONS else basis.project(acts)
+            top.update(coefficients, [image_id for image_id, _ in batch])
+            if after_batch is not None:
+                after_batch(batch)
     return report
 
 

@@ -4,11 +4,14 @@
 a folder (searched recursively), a list of paths, or any iterable of images, reads them one by
 one, skips (and records in a `ScanReport`) those that cannot be read instead of crashing
 halfway, runs the model in batches with a tqdm progress bar, and yields each batch's images
-and layer activations, so memory stays bounded whatever the number of images.
+and layer activations, so memory stays bounded whatever the number of images. Reading,
+decoding and resizing the next batches happen in a background thread while the model runs
+(_prefetch.py, at most PREFETCH_BATCHES ahead), with the same values as one after the other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -21,13 +24,17 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ._checks import positive_int
-from ._images import IMAGE_SUFFIXES, load_image
+from ._images import IMAGE_SUFFIXES, load_image, to_batch
+from ._prefetch import prefetched
 from .errors import DownloadError, ImageError
 
 if TYPE_CHECKING:
     from ._model import Model
 
 MAX_LISTED_SKIPS = 50
+# Batches read and resized ahead of the model: two keep it fed (measured in
+# benchmarks/spritemap_overhead.py) and hold two batches' images and inputs in memory.
+PREFETCH_BATCHES = 2
 
 Batch = list[tuple[str, Image.Image]]
 
@@ -109,12 +116,20 @@ def scan_layer(
     model.info.layer(layer)
     items, total = image_sources(images, report)
     bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)
-    try:
+    height, width = model.input_size
+
+    def model_inputs() -> Iterator[tuple[Batch, np.ndarray]]:
+        """Each batch with its input array (a float array at the input size goes in as it is)."""
         for batch in _batches(_readable(items, report, bar), batch_size):
-            acts = model.activations([image for _, image in batch], [layer], batch_size)[layer]
-            yield batch, acts
-            report.images_seen += len(batch)
-            bar.update(len(batch))
+            yield batch, to_batch([image for _, image in batch], height, width)
+
+    try:
+        with contextlib.closing(prefetched(model_inputs(), PREFETCH_BATCHES)) as ahead:
+            for batch, inputs in ahead:
+                acts = model.activations(inputs, [layer], batch_size)[layer]
+                yield batch, acts
+                report.images_seen += len(batch)
+                bar.update(len(batch))
     finally:
         bar.close()
     if report.images_seen == 0:

@@ -9,6 +9,7 @@ unit-length directions. scikit-learn is imported only when they are called.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -129,12 +130,13 @@ def fit_basis(
         scan = scan_layer(
             images, model, layer, report, batch_size=batch_size, progress=progress, desc=desc
         )
-        for _, acts in scan:
-            pending = np.concatenate([pending, acts.reshape(-1, channels)])
-            pending = pending[rng.permutation(len(pending))]
-            while len(pending) >= MINIBATCH_POSITIONS:
-                _step(nmf, pending[:MINIBATCH_POSITIONS])
-                pending = pending[MINIBATCH_POSITIONS:]
+        with contextlib.closing(scan):  # on an error or Ctrl-C here, its thread stops now
+            for _, acts in scan:
+                pending = np.concatenate([pending, acts.reshape(-1, channels)])
+                pending = pending[rng.permutation(len(pending))]
+                while len(pending) >= MINIBATCH_POSITIONS:
+                    _step(nmf, pending[:MINIBATCH_POSITIONS])
+                    pending = pending[MINIBATCH_POSITIONS:]
         seen = report.images_seen
     if len(pending):
         _step(nmf, pending)
