@@ -10,13 +10,16 @@ receptive fields are read (docs/own-models.md measures what that costs). Every n
 the model card (_metadata.py), never from this module. `Model.activations` loads images in
 batches (_images.py; at the default size, or another where the file allows it) and hands
 each to a `SessionRunner` (_runner.py), which owns how the session runs it: with the
-speedups, or plainly. `default_model()` is the default file, loaded once per process.
+speedups, or plainly; or, with `precision="bf16"`, to an `OpenVINORunner`
+(_openvino_runner.py). `default_model()` is the default file, loaded once per process.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -29,9 +32,26 @@ from . import _providers as providers_module
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from ._metadata import METADATA_KEY, ModelInfo
+from ._openvino_runner import (
+    BF16,
+    FLOAT32,
+    INSTALL_HINT,
+    OpenVINORunner,
+    bf16_problem,
+    check_precision,
+    openvino_installed,
+    precision_note,
+)
 from ._paths import default_model_path
 from ._runner import SessionRunner, speedups_wanted
-from .errors import ModelFormatError, ModelNotFoundError, OptionError, UnknownLayerError
+from .errors import (
+    ModelFormatError,
+    ModelNotFoundError,
+    OptionError,
+    ProviderError,
+    ProviderWarning,
+    UnknownLayerError,
+)
 
 _EXPORT_HINT = (
     "create it with `python scripts/export.py` (downloads Lucid's GoogLeNet once), or "
@@ -54,6 +74,8 @@ class Model:
         *,
         speedups: bool = True,
         prepared: bytes | None = None,
+        precision: str = FLOAT32,
+        precision_note: str | None = None,
     ) -> None:
         self._session = session
         self._info = info
@@ -61,7 +83,15 @@ class Model:
         self._prepared = prepared
         low, high = info.input.value_range
         self._input_scale = (float(low), float(high) - float(low))
-        self._runner = SessionRunner(session, self.source, info.input.name, speedups=speedups)
+        self._precision = precision
+        self._precision_note = precision_note
+        self._lock = threading.Lock()
+        self._float32_runner: SessionRunner | None = None
+        self._runner: SessionRunner | OpenVINORunner = (
+            OpenVINORunner(self.source)
+            if precision == BF16
+            else SessionRunner(session, self.source, info.input.name, speedups=speedups)
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -85,13 +115,23 @@ class Model:
 
     @property
     def provider(self) -> str:
-        """The execution provider ONNX Runtime really runs this model on."""
-        return self._session.get_providers()[0]
+        """The execution provider ONNX Runtime really runs this model on (or OpenVINO's CPU)."""
+        return "OpenVINO CPU" if self._precision == BF16 else self._session.get_providers()[0]
 
     @property
     def speedups(self) -> bool:
         """Whether batches run with the speedups (pruned sessions, per-core runs; _runner.py)."""
         return self._runner.speedups
+
+    @property
+    def precision(self) -> str:
+        """'float32', or 'bf16' where load_model(..., precision="bf16") could run it."""
+        return self._precision
+
+    @property
+    def precision_note(self) -> str | None:
+        """What pages made from this model say about its arithmetic; None for plain float32."""
+        return self._precision_note
 
     @property
     def is_replica(self) -> bool:
@@ -140,7 +180,8 @@ class Model:
             f"input {height}x{width} {self._info.input.layout}, {_preprocessing_words(self)}; "
             f"layers {layers}; "
             f"class output {self._info.class_output}; {weights}"
-            f"{'' if self.speedups else '; speedups off'}>"
+            f"{'; bfloat16' if self._precision == BF16 else ''}"
+            f"{'' if self.speedups or self._precision == BF16 else '; speedups off'}>"
         )
 
     def _output_names(self, layers: str | Sequence[str] | None) -> list[str]:
@@ -173,6 +214,38 @@ class Model:
         image's aspect ratio (all images must then come out at one size: pass images of one
         aspect ratio, or one image per call), or an exact (height, width) for every image.
         """
+        return self._activations_on(self._runner, images, layers, batch_size, size)
+
+    def float32_activations(
+        self,
+        images: ImageSource | Sequence[ImageSource],
+        layers: str | Sequence[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        size: InputSize = None,
+    ) -> dict[str, np.ndarray]:
+        """As `activations`, in float32 on ONNX Runtime whatever this model's precision.
+
+        For comparing a bfloat16 model's results with float32's; the same as `activations`
+        for a float32 model.
+        """
+        if self._precision == FLOAT32:
+            return self.activations(images, layers, batch_size, size)
+        with self._lock:
+            if self._float32_runner is None:
+                self._float32_runner = SessionRunner(
+                    self._session, self.source, self._info.input.name, speedups=True
+                )
+        return self._activations_on(self._float32_runner, images, layers, batch_size, size)
+
+    def _activations_on(
+        self,
+        runner: SessionRunner | OpenVINORunner,
+        images: ImageSource | Sequence[ImageSource],
+        layers: str | Sequence[str] | None,
+        batch_size: int,
+        size: InputSize,
+    ) -> dict[str, np.ndarray]:
+        """`activations`, computed by `runner`."""
         names = self._output_names(layers)
         size = check_input_size(size)
         offset, span = self._input_scale
@@ -189,7 +262,7 @@ class Model:
         for batch in batches:
             if (offset, span) != (0.0, 1.0):
                 batch = batch * np.float32(span) + np.float32(offset)
-            for name, value in zip(names, self._runner.run(names, batch), strict=True):
+            for name, value in zip(names, runner.run(names, batch), strict=True):
                 chunks[name].append(value)
         return {
             name: np.ascontiguousarray(
@@ -254,6 +327,7 @@ def load_model(
     providers: Sequence[providers_module.ProviderSpec] | None = None,
     *,
     speedups: bool | None = None,
+    precision: str = FLOAT32,
     layers: Sequence[str] | dict[str, str] | None = None,
     **prepare_options: Any,
 ) -> Model:
@@ -266,8 +340,14 @@ def load_model(
     it at every load. `speedups=False` runs every batch as one plain run of the session,
     without the pruned sessions and per-core runs (for debugging and comparing); None: on
     unless the environment sets SEMDICT_ONNX_SPEEDUPS=0.
+    `precision="bf16"` runs it in bfloat16 through OpenVINO on a processor with AVX-512 BF16
+    or AMX (the `bf16` extra), faster but with top channels that can differ from float32's;
+    elsewhere it warns and runs float32.
     """
     wanted = speedups_wanted(speedups)
+    precision, note = _precision_here(check_precision(precision), providers)
+    if precision == BF16:
+        providers = [providers_module.CPU]  # the session only reads and checks the file
     model_path = Path(path).expanduser() if path is not None else default_model_path()
     if not model_path.exists():
         raise ModelNotFoundError(f"no exported model at {model_path}; {_EXPORT_HINT}")
@@ -287,7 +367,15 @@ def load_model(
             f"re-export it: {_EXPORT_HINT}"
         ) from exc
     info = _read_info(session, model_path)
-    return Model(session, info, model_path, speedups=wanted, prepared=prepared)
+    return Model(
+        session,
+        info,
+        model_path,
+        speedups=wanted,
+        prepared=prepared,
+        precision=precision,
+        precision_note=note,
+    )
 
 
 def _prepared_bytes(
@@ -311,6 +399,29 @@ def _prepared_bytes(
         )
     model, _ = prepared_model(path, layers, PrepareOptions(**options))
     return model.SerializeToString()
+
+
+def _precision_here(
+    precision: str, providers: Sequence[providers_module.ProviderSpec] | None
+) -> tuple[str, str | None]:
+    """The precision that will run and the note pages carry: bf16 where it can, else float32."""
+    if precision == FLOAT32:
+        return FLOAT32, None
+    if providers is not None:
+        raise OptionError(
+            "precision='bf16' runs on the CPU through OpenVINO; leave providers out, or ask "
+            "for float32 to run on the providers given"
+        )
+    if not openvino_installed():
+        raise ProviderError(
+            f"precision='bf16' needs OpenVINO, which is not installed: {INSTALL_HINT}"
+        )
+    problem = bf16_problem()
+    if problem is None:
+        return BF16, precision_note()
+    note = f"bfloat16 was asked for, but {problem}: activations computed in float32."
+    warnings.warn(note, ProviderWarning, stacklevel=3)
+    return FLOAT32, note
 
 
 def as_model(model: Model | str | os.PathLike[str] | None) -> Model:

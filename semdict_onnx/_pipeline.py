@@ -24,6 +24,7 @@ from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from ._images import ImageSource, InputSize, is_url, load_image, source_name
 from ._model import Model, default_model
 from ._nmf import factorize
+from ._openvino_runner import BF16, page_note
 from ._overlays import MAX_GROUP_HUES
 from ._picture import small_image_file
 from ._ranking import check_top_k
@@ -89,6 +90,10 @@ def semantic_dict(
     names = [layer, info.class_output] if want_classes else [layer]
     outputs = model.activations(picture, layers=names, size=input_size)
     acts = outputs[layer][0]
+    notes = [info.weights_note, model.precision_note]
+    if model.precision == BF16:  # the page says how far this image's ranking moved
+        exact = model.float32_activations(picture, layers=layer, size=input_size)[layer][0]
+        notes[1] = page_note(acts, exact, top_k, layer)
     views = []
     for spec in specs:
         if spec == NEURONS:
@@ -118,7 +123,7 @@ def semantic_dict(
         layer_channels=layer_info.channels,
         top_classes=_top_classes(outputs[info.class_output][0], info) if want_classes else None,
         title=title if title is not None else _title_for(image),
-        weights_note=info.weights_note,
+        weights_note=" ".join(note for note in notes if note) or None,
         replica=info.replica,
         scale=scale,
         total=acts.sum(axis=2),
