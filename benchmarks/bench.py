@@ -89,9 +89,17 @@ CASES = {
         "all",
         "N",
     ),
+    "bf16_b1": ("bf16", "semdict_onnx `model.activations`, opt-in precision='bf16'", "all", "1"),
+    "bf16_bN": ("bf16", "semdict_onnx `model.activations`, opt-in precision='bf16'", "all", "N"),
 }
 # The TensorFlow row each row is compared with (same batch).
-BASELINE = {"tf_bN": "tf_bN", "ort_bN": "tf_bN", "ov_bN": "tf_bN", "ov_bN_streams": "tf_bN"}
+BASELINE = {
+    "tf_bN": "tf_bN",
+    "ort_bN": "tf_bN",
+    "ov_bN": "tf_bN",
+    "ov_bN_streams": "tf_bN",
+    "bf16_bN": "tf_bN",
+}
 # The warm cases timed again on the busy machine.
 BUSY_CASES = ["tf_b1", "tf_bN", "ort_b1", "ort_bN", "ov_b1", "ov_bN", "ov_bN_streams"]
 OPENVINO_MISSING = "not installed (`pip install -e '.[bench]'` adds it)"
@@ -146,6 +154,8 @@ FULL = Plan(
         "ov_b1": 8,
         "ov_bN": 1,
         "ov_bN_streams": 1,
+        "bf16_b1": 8,
+        "bf16_bN": 1,
     },
     batch=16,
     cold_runs=5,
@@ -235,6 +245,15 @@ def openvino_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
+
+
+def bf16_missing() -> str | None:
+    """Why precision='bf16' cannot be measured here, or None when it can."""
+    if not openvino_installed():
+        return f"OpenVINO {OPENVINO_MISSING}"
+    from semdict_onnx._openvino_runner import bf16_problem
+
+    return bf16_problem()
 
 
 def run_checked(command: list[str], what: str) -> str:
@@ -639,7 +658,13 @@ def render(
         case_table(seconds, plan.batch, layer_names, ceiling),
         "",
         f"GFLOP/s counts {GFLOP_PER_IMAGE} GFLOP per 224x224 image (the network facts). "
-        "The notebook's pattern evaluates one layer, as the notebook did.",
+        "The notebook's pattern evaluates one layer, as the notebook did. "
+        + (
+            "precision='bf16' is opt-in (bfloat16 through OpenVINO; its top-4 agreement with "
+            "float32: `python benchmarks/bf16_agreement.py`)."
+            if "bf16_b1" in seconds
+            else f"precision='bf16' not measured: {meta.get('bf16_missing')}."
+        ),
         "",
         *busy_section(busy, seconds, plan),
         "## Cold processes (process start to result; peak = the child's ru_maxrss)",
@@ -749,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
                     ["openvino", "--model", str(model), "--layers", layers, *common],
                     work / "openvino.log",
                 )
+                if bf16_missing() is None:
+                    workers["bf16"] = Worker(
+                        ["bf16", "--model", str(model), *common], work / "bf16.log"
+                    )
             cases = [case for case in CASES if CASES[case][0] in workers]
             print(f"timing warm calls, {plan.rounds} rounds ...", flush=True)
             waiter = QuietWaiter(plan.quiet_wait_s)
@@ -786,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         "runtime": workers["ort"].info,
         "tensorflow": workers["tf"].info,
         "openvino": workers["ov"].info if "ov" in workers else None,
+        "bf16_missing": bf16_missing(),
         "photo": photo.relative_to(ROOT).as_posix(),
         "photo_size": photo_size,
     }

@@ -3,6 +3,7 @@
     python benchmarks/bench_worker.py tensorflow --graphdef PB --images NPY --layer mixed4d
     python benchmarks/bench_worker.py runtime --model ONNX --images NPY --image-file JPG
     python benchmarks/bench_worker.py openvino --model ONNX --images NPY --layers L1,L2
+    python benchmarks/bench_worker.py bf16 --model ONNX --images NPY
     python benchmarks/bench_worker.py variant --model ONNX --images NPY --spec JSON
     python benchmarks/bench_worker.py matmul --size 2048
 
@@ -173,6 +174,19 @@ def openvino_cases(
     return cases, info
 
 
+def bf16_cases(model_path: Path, images: np.ndarray) -> tuple[dict[str, Case], dict[str, Any]]:
+    """This library with precision="bf16" (OpenVINO bfloat16): batch 1 and N, all layers."""
+    from semdict_onnx import load_model
+
+    model = load_model(model_path, precision="bf16")
+    one, many = images[:1], images
+    cases = {
+        "bf16_b1": lambda: model.activations(one),
+        "bf16_bN": lambda: model.activations(many, batch_size=len(many)),
+    }
+    return cases, {"precision": model.precision}
+
+
 def variant_cases(
     model_path: Path, images: np.ndarray, spec: dict[str, Any]
 ) -> tuple[dict[str, Case], dict[str, Any]]:
@@ -259,7 +273,9 @@ def serve(cases: dict[str, Case], info: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Set up one side's cases and serve timing requests."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("side", choices=("tensorflow", "runtime", "openvino", "variant", "matmul"))
+    parser.add_argument(
+        "side", choices=("tensorflow", "runtime", "openvino", "bf16", "variant", "matmul")
+    )
     parser.add_argument("--graphdef", type=Path)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--images", type=Path, help=".npy float32 [N, H, W, 3] in [0, 1]")
@@ -277,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             cases, info = tensorflow_cases(
                 args.graphdef, images, args.layer, args.layers.split(",")
             )
+        elif args.side == "bf16":
+            cases, info = bf16_cases(args.model, images)
         elif args.side == "openvino":
             cases, info = openvino_cases(args.model, images, args.layers.split(","))
         elif args.side == "variant":
