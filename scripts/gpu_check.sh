@@ -4,7 +4,9 @@
 # (and TensorFlow for the CPU, for the export) in .venv-gpu, exports the replica, runs the
 # parity tests (and the feature-visualization gradient against TensorFlow's) on the CUDA
 # provider, then benchmarks/gpu_bench.py (batch-1 latency, throughput
-# at batch 64 and 256 with IO binding, TF32 and float16 with their top-4 agreement), then the
+# at batch 64 and 256 with IO binding, TF32 and float16 with their top-4 agreement; a prepared
+# model of one's own, the tests' ResNet through prepare_model, against the CPU; spritemap
+# throughput from 256 JPEG files against pure inference), then the
 # feature-visualization spritemap of all 528 channels of mixed4d (256 steps, 128 px; target
 # under 5 minutes). Budget: 8 minutes on a fresh machine plus that render.
 #

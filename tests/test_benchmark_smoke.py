@@ -147,6 +147,12 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
         ("float16", "4", io_bound),
     ]:
         assert any(r.startswith(f"| {variant} | {batch} | {how} |") for r in rows), (variant, rows)
+    prepared = [line for line in table.splitlines() if line.startswith("| prepared ResNet")]
+    assert [r.split("|")[2].strip() for r in prepared] == ["1", "4"], table
+    assert all(re.search(rf"\| {NUMBER}e[+-]\d+ \|$", r) for r in prepared), prepared
+    for step in ("pure inference, mixed4d, decoded arrays", "build_spritemap from JPEG files"):
+        (row,) = [line for line in table.splitlines() if line.startswith(f"| {step}")]
+        assert re.search(rf"\| {NUMBER} \| {NUMBER}% \|$", row), row
     float16 = [r for r in rows if r.startswith("| float16 ")]
     assert all(re.search(rf"{NUMBER}% in order \({NUMBER}% as sets\)", r) for r in float16)
     # A dry run never passes for GPU figures.
