@@ -15,7 +15,8 @@ with one `while True: pass` process per half of the cores running (benchmarks/bu
 it times cold processes (start to a
 saved page; start to the same activations in TensorFlow) with their peak memory, numpy's
 float32 matmul as the machine's ceiling, and benchmarks/spritemap_overhead.py. The table
-goes to stdout and, atomically, to benchmarks/RESULTS.md (--out).
+goes to stdout and, atomically, to benchmarks/RESULTS.md (--out). Over 400 lines: one run's
+steps and the one page they write belong together (busy.py holds the busy machine's parts).
 """
 
 from __future__ import annotations
