@@ -30,6 +30,7 @@ from semdict_onnx._dataset_examples import (
     scan_examples,
     spritemap_from_examples,
 )
+from semdict_onnx._image_scan import PREFETCH_BATCHES
 from semdict_onnx._model import load_model
 from semdict_onnx._spritemap import Spritemap
 from semdict_onnx._top_examples import Example, TopExamples
@@ -294,8 +295,12 @@ def test_memory_stays_bounded_over_many_images(planted_model):
     assert large.images_seen == 2000
     for name in ("values", "image_ids", "rows", "cols"):
         assert getattr(large, name).shape == getattr(small, name).shape == (5, 2)
-    assert large_peak < small_peak * 1.25 + 200_000, (small_peak, large_peak)
-    # The winner is the reddest square of all 2000; ties go to the first image id in order.
+    # The scan decodes up to PREFETCH_BATCHES batches ahead in a thread: whether a peak
+    # catches them all queued depends on thread timing, not on the number of images.
+    queued = (PREFETCH_BATCHES + 1) * 32 * MODEL_SIZE * MODEL_SIZE * 3 * 4  # float32 batches
+    assert large_peak < small_peak * 1.25 + 200_000 + queued, (small_peak, large_peak)
+    # The winner is the reddest square of all 2000 (exact winners, ties included:
+    # test_dataset_example_oracles.py).
     best = large.examples(RED)[0]
     assert best.value == pytest.approx((249 - 30) / 255, abs=0.15)
 
