@@ -1,6 +1,8 @@
 """Notebook display: `show_semantic_dict` makes a dictionary and shows it through IPython.
 
 IPython is a dependency of this package; outside a notebook its `display` prints the repr.
+It returns None, so a notebook cell ending in the call shows the dictionary once (a returned
+object would show a second time as the cell's Out[]); `semantic_dict` gives the object.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from ._defaults import DEFAULT_LAYER, DEFAULT_TOP_K
 from ._images import ImageSource
 from ._model import Model
 from ._pipeline import SpritemapSpec, semantic_dict
-from ._results import SemanticDict
 
 
 def show_semantic_dict(
@@ -24,8 +25,10 @@ def show_semantic_dict(
     top_k: int = DEFAULT_TOP_K,
     spritemap: SpritemapSpec | Sequence[SpritemapSpec] | None = None,
     **options: Any,
-) -> SemanticDict:
-    """Like `semantic_dict` (same options), and display the result through IPython."""
-    result = semantic_dict(image, layer, model, top_k, spritemap, **options)
-    display(result)
-    return result
+) -> None:
+    """Like `semantic_dict` (same options), and display the result through IPython.
+
+    Returns None, so the dictionary shows once even as a cell's last line; to keep the object
+    (to save it, or read its tables), call `semantic_dict` and display that.
+    """
+    display(semantic_dict(image, layer, model, top_k, spritemap, **options))

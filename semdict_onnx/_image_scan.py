@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from ._checks import positive_int
 from ._images import IMAGE_SUFFIXES, load_image, to_batch
 from ._prefetch import prefetched
+from ._progress import progress_bar
 from .errors import DownloadError, ImageError
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def scan_layer(
     positive_int(batch_size, "batch_size")
     model.info.layer(layer)
     items, total = image_sources(images, report)
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)
+    bar = progress_bar(total=total, unit="img", desc=desc, disable=not progress)
     height, width = model.input_size
 
     def model_inputs() -> Iterator[tuple[Batch, np.ndarray]]:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ._bases import NEURONS, NMF_METHOD, Basis, resolve_basis
 from ._dataset_examples import own_patches_spritemap
@@ -27,6 +26,7 @@ from ._nmf import factorize
 from ._openvino_runner import BF16, page_note
 from ._overlays import MAX_GROUP_HUES
 from ._picture import small_image_file
+from ._progress import progress_bar
 from ._ranking import check_top_k
 from ._results import SCALES, Gallery, SemanticDict
 from ._spritemap import Spritemap
@@ -154,7 +154,7 @@ def gallery(
     if isinstance(spritemap, (str, os.PathLike)):
         spritemap = Spritemap.load(spritemap)  # read once for every image
     dicts = []
-    for item in tqdm(items, unit="image", desc=f"gallery {layer}", disable=not progress):
+    for item in progress_bar(items, unit="image", desc=f"gallery {layer}", disable=not progress):
         if isinstance(item, SemanticDict):
             dicts.append(item)
         else:

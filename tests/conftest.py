@@ -19,11 +19,14 @@ tests on a machine without CUDA): scripts/test.sh installs everything the tests 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import replica_cache
+from notebooks import TEST_KERNEL
 
 ROOT = replica_cache.ROOT
 SCRIPTS = ROOT / "scripts"
@@ -173,3 +176,16 @@ def replica_model(replica_model_path: Path):
 
     provider = os.environ.get(PROVIDER_ENV) or "CPUExecutionProvider"
     return load_model(replica_model_path, providers=[provider])
+
+
+@pytest.fixture(scope="session")
+def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Jupyter data folder holding the kernelspec TEST_KERNEL, which runs this interpreter."""
+    prefix = tmp_path_factory.mktemp("kernel")
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix)]
+        + ["--name", TEST_KERNEL],
+        check=True,
+        capture_output=True,
+    )
+    return prefix / "share" / "jupyter"

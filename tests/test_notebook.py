@@ -1,55 +1,20 @@
-"""show_semantic_dict() in a real Jupyter kernel (this venv's python), executed with nbclient."""
+"""show_semantic_dict() and progress bars in a real Jupyter kernel (this venv's python), run by
+nbclient: what a notebook cell shows, how many times, and that nothing prints warnings.
+"""
 
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
-import pytest
-from nbclient import NotebookClient
+from notebooks import html_outputs, run_notebook, stream_text
 from semdict_helpers import numbered_spritemap, reference_top_k
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "semdict_onnx" / "examples"
-KERNEL = "semdict-onnx-test"
-
-
-@pytest.fixture(scope="module")
-def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Jupyter data folder holding a kernelspec that runs this very interpreter."""
-    prefix = tmp_path_factory.mktemp("kernel")
-    subprocess.run(
-        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", KERNEL],
-        check=True,
-        capture_output=True,
-    )
-    return prefix / "share" / "jupyter"
-
-
-def run_notebook(cells: list[str], jupyter_path: Path, monkeypatch) -> nbformat.NotebookNode:
-    """Execute code cells in a fresh kernel started from the test kernelspec."""
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    client = NotebookClient(
-        notebook, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(ROOT)}}
-    )
-    client.execute()
-    return notebook
-
-
-def html_outputs(cell: nbformat.NotebookNode) -> list[str]:
-    """The text/html parts of a cell's display outputs."""
-    return [
-        output["data"]["text/html"]
-        for output in cell.outputs
-        if output.get("output_type") in ("display_data", "execute_result")
-        and "text/html" in output.get("data", {})
-    ]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def test_show_semantic_dict_displays_the_dictionary_in_a_kernel(
@@ -62,12 +27,13 @@ def test_show_semantic_dict_displays_the_dictionary_in_a_kernel(
     notebook = run_notebook(
         [
             "import sys; print(sys.executable)",
-            "from semdict_onnx import load_model, show_semantic_dict\n"
+            "from semdict_onnx import load_model, semantic_dict, show_semantic_dict\n"
             f"model = load_model({str(replica_model_path)!r})",
-            f"cat = show_semantic_dict({str(cat)!r}, layer={layer!r}, model=model, "
+            f"shown = show_semantic_dict({str(cat)!r}, layer={layer!r}, model=model, "
             f"spritemap={str(sprites_path)!r})",
-            f"cup = show_semantic_dict({str(coffee)!r}, {layer!r}, model)",
-            "print(type(cat).__name__, cat.start, cat.channels.shape)",
+            f"show_semantic_dict({str(coffee)!r}, {layer!r}, model)",
+            f"cat = semantic_dict({str(cat)!r}, {layer!r}, model)\n"
+            "print(shown, type(cat).__name__, cat.start, cat.channels.shape)",
         ],
         jupyter_path,
         monkeypatch,
@@ -75,7 +41,12 @@ def test_show_semantic_dict_displays_the_dictionary_in_a_kernel(
     printed = notebook.cells[0].outputs[0]["text"].strip()
     assert Path(printed).resolve() == Path(sys.executable).resolve()
 
-    acts = replica_model.activations([cat, coffee], layers=[layer])[layer]
+    # A single image keeps its aspect ratio: the shorter side at the model's 224.
+    acts = [
+        replica_model.activations(image, layers=[layer], size=224)[layer][0]
+        for image in (cat, coffee)
+    ]
+    assert acts[0].shape[:2] == (14, 22)  # 451x300 px -> 224x352 input
     ids = []
     for cell, image_acts, sprite_kind in [
         (notebook.cells[2], acts[0], "embedded"),
@@ -86,6 +57,8 @@ def test_show_semantic_dict_displays_the_dictionary_in_a_kernel(
         shown = [int(c) for c in re.findall(r'data-channel="(\d+)"', html)]
         assert shown == reference_top_k(image_acts, 4)[0][row, col].tolist()
         assert f'data-selected-row="{row}" data-selected-col="{col}"' in html
+        rows, cols = image_acts.shape[:2]
+        assert f'data-rows="{rows}" data-cols="{cols}"' in html
         assert f'"kind":"{sprite_kind}"' in html
         assert "<style>" in html and "window.semdictOnnx1.mount(" in html  # self-contained
         assert "REPLICA MODEL" in html
@@ -95,4 +68,103 @@ def test_show_semantic_dict_displays_the_dictionary_in_a_kernel(
     assert ids[0] != ids[1]
     start = np.unravel_index(int(np.argmax(acts[0])), acts[0].shape)[:2]
     summary = notebook.cells[4].outputs[0]["text"].strip()
-    assert summary == f"SemanticDict {tuple(map(int, start))} (14, 14, 4)"
+    assert summary == f"None SemanticDict {tuple(map(int, start))} (14, 22, 4)"
+
+
+def test_show_semantic_dict_as_a_cells_last_line_shows_the_dictionary_once(
+    jupyter_path, monkeypatch, replica_model_path
+):
+    """Issue 10: a display plus the Out[] of the returned object showed it twice."""
+    cat = EXAMPLES / "chelsea.jpg"
+    call = f"show_semantic_dict({str(cat)!r}, layer='mixed4c', model=model)"
+    notebook = run_notebook(
+        [
+            "from semdict_onnx import load_model, show_semantic_dict\n"
+            f"model = load_model({str(replica_model_path)!r})",
+            call,  # the bare call as the cell's last line
+            f"{call}\n1 + 1",  # not the last line
+        ],
+        jupyter_path,
+        monkeypatch,
+    )
+    for cell in notebook.cells[1:]:
+        carrying = [
+            output
+            for output in cell.outputs
+            if 'class="semdict"' in output.get("data", {}).get("text/html", "")
+        ]
+        assert len(carrying) == 1, [output.get("output_type") for output in cell.outputs]
+        assert carrying[0]["output_type"] == "display_data"
+    assert [o["output_type"] for o in notebook.cells[1].outputs] == ["display_data"]
+    [result] = [o for o in notebook.cells[2].outputs if o["output_type"] == "execute_result"]
+    assert result["data"]["text/plain"] == "2"
+
+
+GALLERY_CELL = (
+    "import semdict_onnx\n"
+    "model = semdict_onnx.load_model({model!r})\n"
+    "semdict_onnx.gallery({images!r}, 'mixed4c', model, progress=True)"
+)
+
+
+def test_a_progress_bar_without_ipywidgets_is_the_plain_bar_and_warns_nothing(
+    jupyter_path, monkeypatch, replica_model_path
+):
+    """Issue 10: every notebook run printed a red `TqdmWarning: IProgress not found`."""
+    images = [str(EXAMPLES / "chelsea.jpg"), str(EXAMPLES / "astronaut.jpg")]
+    notebook = run_notebook(
+        [
+            "import sys; sys.modules['ipywidgets'] = None  # as if it were not installed",
+            GALLERY_CELL.format(model=str(replica_model_path), images=images),
+        ],
+        jupyter_path,
+        monkeypatch,
+    )
+    cell = notebook.cells[1]
+    stderr = stream_text(cell, "stderr")
+    assert "Warning" not in stderr, stderr
+    assert re.search(r"gallery mixed4c: 100%\|[^\n]*\| 2/2", stderr), stderr  # the plain bar
+    assert not [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
+    assert [o["output_type"] for o in cell.outputs if o["output_type"] != "stream"] == [
+        "execute_result"
+    ]
+
+
+def test_a_progress_bar_with_ipywidgets_is_the_notebook_widget(
+    jupyter_path, monkeypatch, replica_model_path
+):
+    images = [str(EXAMPLES / "chelsea.jpg"), str(EXAMPLES / "astronaut.jpg")]
+    notebook = run_notebook(
+        [
+            "import ipywidgets; print(ipywidgets.__version__)",
+            GALLERY_CELL.format(model=str(replica_model_path), images=images),
+        ],
+        jupyter_path,
+        monkeypatch,
+    )
+    cell = notebook.cells[1]
+    assert stream_text(cell, "stderr") == ""
+    [bar] = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]  # tqdm.notebook's
+    assert bar["data"]["text/plain"].startswith("gallery mixed4c:")
+    model_id = bar["data"][WIDGET_VIEW]["model_id"]
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert state[model_id]["model_name"] == "HBoxModel"
+
+
+def test_every_progress_bar_is_made_by_the_progress_module():
+    """One place chooses the bar (`_progress.progress_bar`): no other module calls tqdm."""
+    import ast
+
+    package = ROOT / "semdict_onnx"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "_progress.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tqdm.auto"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports tqdm.auto")
+            called = node.func if isinstance(node, ast.Call) else None
+            name = getattr(called, "id", None) or getattr(called, "attr", None)
+            if name in ("tqdm", "trange"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name}")
+    assert offenders == []

@@ -360,9 +360,8 @@ def test_a_real_model_gets_its_public_spritemap_by_url_or_a_note(tmp_path):
 
 def test_show_semantic_dict_outside_a_notebook_displays_through_ipython(tiny, capsys):
     # IPython is a dependency: without a running shell its display() prints the repr.
-    result = show_semantic_dict(EXAMPLE, "late", tiny)
-    assert isinstance(result, SemanticDict)
-    assert capsys.readouterr().out.strip() == repr(result)
+    assert show_semantic_dict(EXAMPLE, "late", tiny) is None  # shown once, never as Out[] too
+    assert capsys.readouterr().out.strip() == repr(semantic_dict(EXAMPLE, "late", tiny))
 
 
 # --- bases, bar scales, heat map, galleries, export -----------------------------------------

@@ -15,14 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .._atomic import write_text_atomic
 from .._bases import NEURONS, NMF_METHOD, Basis
 from .._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from .._images import source_name
 from .._model import load_model
 from .._pipeline import semantic_dict
+from .._progress import progress_bar
 from .._ranking import check_top_k
 from .._results import SCALES, Gallery, SemanticDict
 from .._spritemap import Spritemap
@@ -149,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     done: list[SemanticDict] = []
     failed: list[str] = []
     taken: set[str] = set()
-    bar = tqdm(args.images, unit="image", desc=f"semdict {args.layer}", disable=args.no_progress)
+    bar = progress_bar(
+        args.images, unit="image", desc=f"semdict {args.layer}", disable=args.no_progress
+    )
     for image in bar:
         try:
             result = semantic_dict(image, args.layer, model, args.top_k, spritemaps, **options)

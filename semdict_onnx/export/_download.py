@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from tqdm import tqdm
+from tqdm.std import tqdm
 
 from semdict_onnx._atomic import write_text_atomic
+from semdict_onnx._progress import progress_bar
 from semdict_onnx.errors import DownloadError
 
 from ._errors import export_extra_needed
@@ -103,7 +104,9 @@ def _progress_bar(name: str) -> tqdm:
     pooch tests the bar's truth before it sets the total (a tqdm without a total has none), so
     it starts with a total of 1.
     """
-    return tqdm(total=1, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr)
+    return progress_bar(
+        total=1, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr
+    )
 
 
 def _cause(exc: BaseException) -> str:
