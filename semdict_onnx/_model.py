@@ -156,13 +156,20 @@ class Model:
     def input_size_for(
         self, image_size: tuple[int, int], size: InputSize = None
     ) -> tuple[int, int]:
-        """The (height, width) an image of (height, width) `image_size` goes in at for `size`.
+        """The (height, width) one image of (height, width) `image_size` goes in at for `size`.
 
-        None: the default size; an int S: the image's aspect ratio with the shorter side S
-        (the longer rounded to a multiple of the network's stride); (height, width): that.
-        An error says which sizes this model takes when it cannot take the result.
+        None, the default for one image (a dictionary's): the image's aspect ratio with the
+        default size's shorter side (224 for GoogLeNet) where the model takes any size, and the
+        model's fixed size (the image resized to it) where it takes only one. An int S: the
+        aspect ratio with the shorter side S (the longer rounded to a multiple of the network's
+        stride); (height, width): that. An error says which sizes this model takes when it
+        cannot take an int's or a pair's result.
         """
         info = self._info.input
+        if size is None:
+            if not info.variable_size:
+                return info.default_size
+            size = min(info.default_size)
         wanted = input_size_for(image_size, size, info.default_size, info.stride)
         return info.check_size(*wanted)
 
@@ -210,9 +217,11 @@ class Model:
     ) -> dict[str, np.ndarray]:
         """Float32 activations [N, H, W, C] per layer (class output: [N, classes]) of images.
 
-        `size` as in `input_size_for`: None (the default size), a shorter side keeping each
-        image's aspect ratio (all images must then come out at one size: pass images of one
-        aspect ratio, or one image per call), or an exact (height, width) for every image.
+        One array per layer holds one grid size, so `size` is one size for every image: None,
+        the model's default size (224x224 for GoogLeNet; images of any shape stretched to it);
+        an exact (height, width); or a shorter side S keeping each image's aspect ratio, where
+        every image must then come out at one size (images of one aspect ratio, or one image
+        per call, as `semantic_dict` does).
         """
         return self._activations_on(self._runner, images, layers, batch_size, size)
 

@@ -64,8 +64,9 @@ def semantic_dict(
     neurons get the model's public spritemap (or numbers, with a note) and other bases this
     image's own patches. `scale` is how bars are measured: "image" (its largest value), "raw"
     or "dataset" (each direction's typical maximum in its spritemap's manifest). `size` is the
-    input size: None (the model's default, e.g. 224x224), an int keeping the image's aspect
-    ratio with that shorter side, or (height, width); the grid follows the layer's size there.
+    input size: None (the image's aspect ratio at the model's default shorter side, e.g. 224,
+    or a fixed-size model's own size), an int keeping the aspect ratio with that shorter side,
+    or (height, width); the grid follows the layer's size there (`Model.input_size_for`).
     """
     model = model if model is not None else default_model()
     info = model.info

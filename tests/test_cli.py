@@ -48,9 +48,13 @@ def test_pages_for_two_images_with_a_progress_bar(replica_model_path, replica_mo
     assert result.returncode == 0, result.stderr
     assert re.search(r"semdict mixed4d: 100%\|.*\| 2/2", result.stderr), result.stderr
     pages = [out / "chelsea-mixed4d.html", out / "rocket-mixed4d.html"]
-    for image, page in zip(images, pages, strict=True):
+    # Each photo keeps its aspect ratio (shorter side 224): 451x300 px goes in at 224x352,
+    # 512x342 px at 224x320.
+    for image, page, cols in zip(images, pages, (22, 20), strict=True):
         assert f"wrote {page}" in result.stdout
-        acts = replica_model.activations(image, layers=["mixed4d"])["mixed4d"][0]
+        acts = replica_model.activations(image, layers=["mixed4d"], size=224)["mixed4d"][0]
+        assert acts.shape[:2] == (14, cols)
+        assert f'data-rows="14" data-cols="{cols}"' in page.read_text("utf-8")
         row, col, _ = np.unravel_index(int(np.argmax(acts)), acts.shape)
         assert first_selection(page) == reference_top_k(acts, 4)[0][row, col].tolist()
     assert "2 of 2 pages written" in result.stdout

@@ -130,7 +130,7 @@ def test_the_replica_takes_any_size_from_its_stride(replica_model):
     assert replica_model.input_size_for((480, 640), 224) == (224, 288)
 
 
-def test_the_default_size_is_unchanged(replica_model):
+def test_activations_at_the_default_size_stretch_every_image_to_it(replica_model):
     photo = EXAMPLES / "coffee.jpg"
     default = replica_model.activations(photo, [LAYER, "softmax2"])
     assert default[LAYER].shape == (1, 14, 14, 528)
@@ -139,9 +139,29 @@ def test_the_default_size_is_unchanged(replica_model):
     exact = replica_model.activations(photo, [LAYER, "softmax2"], size=(224, 224))
     for name in default:
         np.testing.assert_array_equal(exact[name], default[name])
+    square = semantic_dict(photo, LAYER, replica_model, size=(224, 224))  # asked for: square
+    assert (square.rows, square.cols, square.input_size) == (14, 14, (224, 224))
+    np.testing.assert_array_equal(square.values, reference_top_k(default[LAYER][0], 4)[1])
+
+
+def test_a_dictionary_keeps_the_images_aspect_ratio_by_default(replica_model):
+    """Issue 10: a wide photo was stretched to 224x224 by default (size=None)."""
+    photo = EXAMPLES / "coffee.jpg"  # 512x341 px: 224 high, 336.3 -> 352 (a multiple of 32) wide
+    assert replica_model.input_size_for((341, 512)) == (224, 352)
+    assert replica_model.input_size_for((341, 512), 224) == (224, 352)  # size=None == size=224
+    assert replica_model.input_size_for((600, 600)) == (224, 224)  # a square one: as before
+    kept = replica_model.activations(photo, [LAYER, "softmax2"], size=224)
+    assert kept[LAYER].shape == (1, 14, 22, 528)
     sd = semantic_dict(photo, LAYER, replica_model)
-    assert (sd.rows, sd.cols, sd.input_size) == (14, 14, (224, 224))
-    np.testing.assert_array_equal(sd.values, reference_top_k(default[LAYER][0], 4)[1])
+    assert (sd.rows, sd.cols, sd.input_size) == (14, 22, (224, 352))
+    channels, values = reference_top_k(kept[LAYER][0], 4)
+    np.testing.assert_array_equal(sd.channels, channels)
+    np.testing.assert_array_equal(sd.values, values)
+    tall = semantic_dict(photo.parent / "chelsea.jpg", LAYER, replica_model, size=None)
+    assert (tall.rows, tall.cols) == (14, 22)  # 451x300 px, also wider than high
+    rotated = Image.open(photo).transpose(Image.Transpose.ROTATE_90)  # 341x512: tall
+    upright = semantic_dict(rotated, LAYER, replica_model)
+    assert (upright.rows, upright.cols, upright.input_size) == (22, 14, (352, 224))
 
 
 def test_an_exact_size_sets_every_layer_and_the_class_output(replica_model):
@@ -263,6 +283,15 @@ def test_an_old_fixed_size_file_runs_its_size_and_refuses_others(tmp_path):
             model.activations(image, "late", size=size)
     with pytest.raises(ImageError, match="only 20x16 images, not 40x32"):
         semantic_dict(image, "late", model, size=(40, 32))
+    # A dictionary's default on a fixed-size model: that size, whatever the image's shape.
+    wide = np.random.default_rng(1).integers(0, 256, (30, 90, 3), dtype=np.uint8)
+    sd = semantic_dict(wide, "late", model)
+    assert (sd.rows, sd.cols, sd.input_size) == (5, 4, (20, 16))
+    assert model.input_size_for((30, 90)) == (20, 16)
+    expected = model.activations(wide, "late")["late"][0]  # stretched to 20x16
+    np.testing.assert_array_equal(sd.values, reference_top_k(expected, 4)[1])
+    with pytest.raises(ImageError, match="only 20x16 images, not 16x48"):
+        semantic_dict(wide, "late", model, size=16)  # a shorter side asked for is checked
 
 
 def test_a_card_claiming_sizes_its_graph_does_not_take_is_refused(tmp_path):
@@ -293,10 +322,12 @@ def test_the_command_line_takes_a_size(replica_model_path, tmp_path):
     wide = two_halves(tmp_path / "wide.png")
     out = tmp_path / "pages"
     common = ["--model", replica_model_path, "--out", out, "--tables", "json", "--no-progress"]
-    result = semdict(wide, "--size", "224", *common)
-    assert result.returncode == 0, result.stderr
-    data = json.loads((out / "wide-mixed4d.json").read_text("utf-8"))
-    assert (data["rows"], data["cols"], data["input_size"]) == (14, 28, [224, 448])
+    for size in (["--size", "224"], []):  # the default keeps the aspect ratio too
+        result = semdict(wide, *size, *common)
+        assert result.returncode == 0, result.stderr
+        data = json.loads((out / "wide-mixed4d.json").read_text("utf-8"))
+        assert (data["rows"], data["cols"], data["input_size"]) == (14, 28, [224, 448])
+        (out / "wide-mixed4d.json").unlink()
     result = semdict(wide, "--size", "160x320", "--layer", "mixed5b", *common)
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "wide-mixed5b.json").read_text("utf-8"))

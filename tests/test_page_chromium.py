@@ -189,8 +189,9 @@ def save(tmp_path: Path, dicts: list[SemanticDict], name: str = "page.html") -> 
 def test_hovering_cells_shows_exactly_the_python_top_k(browser, replica_model, tmp_path):
     image = EXAMPLES / "chelsea.jpg"
     layer = "mixed4c"
-    acts = replica_model.activations(image, layers=[layer])[layer][0]
+    acts = replica_model.activations(image, layers=[layer], size=224)[layer][0]
     rows, cols, _ = acts.shape
+    assert (rows, cols) == (14, 22)  # the photo's aspect ratio, kept by default
     path = semantic_dict(image, layer=layer, model=replica_model).save(tmp_path / "cat.html")
     with opened(browser, path) as run:
         root = run.root()

@@ -289,8 +289,11 @@ def test_semantic_dict_constructor_refuses_inconsistent_data():
 
 def test_semantic_dict_on_the_replica_is_the_top_k_of_its_activations(replica_model):
     layer = "mixed4d"
-    acts = replica_model.activations(EXAMPLE, layers=[layer])[layer][0]
+    # chelsea.jpg is 451x300 px: by default it keeps its aspect ratio, shorter side 224.
+    acts = replica_model.activations(EXAMPLE, layers=[layer], size=(224, 352))[layer][0]
+    assert acts.shape[:2] == (14, 22)
     sd = semantic_dict(EXAMPLE, layer=layer, model=replica_model, top_k=4)
+    assert sd.input_size == (224, 352)
     expected_channels, expected_values = reference_top_k(acts, 4)
     np.testing.assert_array_equal(sd.channels, expected_channels)
     np.testing.assert_allclose(sd.values, expected_values, rtol=1e-6, atol=1e-6)

@@ -86,8 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=input_size,
         metavar="S|HxW",
         help="input size: S keeps each image's aspect ratio with shorter side S (the grid then "
-        "follows it, e.g. a wide photo gets more columns), HxW is exact; default: the model's "
-        "own (224x224 for GoogLeNet), stretching the image",
+        "follows it, e.g. a wide photo gets more columns), HxW is exact; default: the aspect "
+        "ratio kept at the model's shorter side (224 for GoogLeNet), or a fixed-size model's "
+        "own size",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
