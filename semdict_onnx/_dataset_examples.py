@@ -20,6 +20,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,9 +87,13 @@ def build_spritemap(
             del kept[image_id]
 
     report = _scan(images, model, directions, top, batch_size, progress, keep_winners)
-    return _compose(
+    spritemap = _compose(
         top, field_, crop, sprite_size, per_row, kept.__getitem__, model, report, directions
     )
+    folder = _folder_name(images)
+    if folder is not None and spritemap.manifest is not None:
+        spritemap.manifest["images_folder"] = folder  # the page says where the examples are from
+    return spritemap
 
 
 def scan_examples(
@@ -213,6 +218,18 @@ def _scan(
             if after_batch is not None:
                 after_batch(batch)
     return report
+
+
+def _folder_name(images: Any) -> str | None:
+    """The name of the folder `images` is, or None for anything else (a list, one file...).
+
+    Only the folder's own name goes into the manifest and onto pages, never its whole path.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        path = Path(images).expanduser()
+        if path.is_dir():
+            return path.resolve().name or str(path.resolve())
+    return None
 
 
 def _tile_size(sprite_size: int, examples: int) -> int:

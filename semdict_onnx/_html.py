@@ -12,7 +12,7 @@ import html
 import json
 import math
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +67,22 @@ def js_number(value: float) -> str:
     return ("-" if value < 0 else "") + body
 
 
+def readable_number(value: float, digits: int = 3) -> str:
+    """`value` to `digits` significant digits, as semdict.js writes it for a person to read.
+
+    That is `String(Number(value.toPrecision(digits)))`: rounded from the exact binary value,
+    halves away from zero (as toPrecision does), written as String() writes it, so
+    137.75078 reads "138" and 0.0012345 "0.00123" in the page's Python and script alike.
+    """
+    if not math.isfinite(value):
+        raise DictionaryError(f"cannot show a non-finite number ({value})")
+    if value == 0:
+        return "0"
+    exact = Decimal(value)  # the float's exact binary value, as toPrecision rounds it
+    step = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+    return js_number(float(exact.quantize(step, rounding=ROUND_HALF_UP)))
+
+
 def js_round(value: float) -> int:
     """`value` rounded as JavaScript's Math.round does (halves go up)."""
     whole = math.floor(value)
@@ -81,11 +97,11 @@ def float32_values(values: np.ndarray) -> list[float]:
 def bar_parts(value: float, reference: float, raw: bool) -> tuple[str, int, str]:
     """A bar's width (percent, 2 decimals), its percentage, and its label, as semdict.js has them.
 
-    The label is the percentage, or at raw scale the value rounded to 2 decimals.
+    The label is the percentage, or at raw scale the value to 3 significant digits.
     """
     ratio = value / reference if reference > 0 else 0.0
     percent = js_round(100 * ratio)
-    label = js_number(js_round(value * 100) / 100) if raw else f"{percent}%"
+    label = readable_number(value) if raw else f"{percent}%"
     return f"{min(100.0, 100 * ratio):.2f}", percent, label
 
 

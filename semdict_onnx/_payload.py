@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from PIL import Image
 
 from . import _overlays as overlays
-from ._html import checked_image_url, float32_values, js_number
+from ._html import checked_image_url, float32_values, readable_number
 from ._picture import image_data_uri
+from ._sprite_notes import pictures_note
 from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
 
@@ -126,9 +127,9 @@ def _scale_of(sd: PageDictionary, view: BasisView, raw: dict[str, float]) -> dic
             "scale": "raw",
             "ref": reference,
             "refs": None,
-            "note": f"Bars: raw {word}s (numbers rounded to 2 decimals); a full bar is "
-            f"{js_number(reference)}, the largest {word} of these {units} on this page.",
-            "of": f"{js_number(reference)}, the largest on this page",
+            "note": f"Bars: raw {word}s (to 3 significant digits); a full bar is "
+            f"{readable_number(reference)}, the largest {word} of these {units} on this page.",
+            "of": f"{readable_number(reference)}, the largest on this page",
         }
     fallback = ""
     if sd.scale == "dataset":
@@ -139,7 +140,7 @@ def _scale_of(sd: PageDictionary, view: BasisView, raw: dict[str, float]) -> dic
         "ref": image_max,
         "refs": None,
         "note": f"{fallback}Bars: {word} relative to this image's largest in {sd.layer} "
-        f"({js_number(image_max)}); the exact value shows on hover.",
+        f"({readable_number(image_max)}); the exact value shows on hover.",
         "of": f"the largest {word} in this image's {sd.layer}",
     }
 
@@ -172,7 +173,7 @@ def _basis_payload(
         "refs": scale["refs"],
         "note": scale["note"],
         "tooltip": f"{view.unit} {{channel}}: {word} {{value}} ({{percent}}% of {scale['of']})",
-        "sprite_note": view.sprite_note or "",
+        "sprite_note": view.sprite_note or pictures_note(view.spritemap, view.unit),
         "colours": colours,
     }
 

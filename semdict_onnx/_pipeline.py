@@ -29,6 +29,7 @@ from ._picture import small_image_file
 from ._progress import progress_bar
 from ._ranking import check_top_k
 from ._results import SCALES, Gallery, SemanticDict
+from ._sprite_notes import LUCID_NOTE
 from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
 from .errors import BasisError, ImageError, OptionError, SpritemapError
@@ -166,14 +167,18 @@ def gallery(
 def _sprites_for(
     info: ModelInfo, layer: str, spritemap: Spritemap | None
 ) -> tuple[Spritemap | None, str | None]:
-    """The neurons' spritemap (checked against the layer), or None and the note saying why."""
+    """The neurons' spritemap (checked against the layer) and a note on its pictures where known
+    here: the model's public one is Lucid's; without one, the note says why there is none.
+    """
     channels = info.layer(layer).channels
+    public = info.spritemaps.get(layer)
     if spritemap is not None:
         spritemap.validate_for(layer, channels)
-        return spritemap, None
+        lucid = public is not None and spritemap.url == public.url
+        return spritemap, LUCID_NOTE.format(url=public.url) if lucid else None
     default = Spritemap.default_for(info, layer)
     if default is not None:
-        return default, None
+        return default, LUCID_NOTE.format(url=default.url)
     if info.replica:
         why = "the public spritemaps picture the real network's channels, not this replica's"
     else:

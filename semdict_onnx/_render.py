@@ -28,10 +28,17 @@ from ._html import (
     float32_values,
     js_number,
     json_for_script,
+    readable_number,
 )
 from ._payload import POSITION_TEMPLATE, PageDictionary, payload, raw_references
 from ._picture import display_size
 from .errors import DictionaryError
+
+# `hidden` with a value: JupyterLab's sanitizer drops attributes left empty, and an untrusted
+# notebook would then show what only the script can use.
+_HIDDEN = ' hidden="hidden"'
+# Over the image, as an inline style (sanitizing hosts keep inline styles, not style sheets).
+_OVER = 'style="position:absolute;left:0;top:0;width:100%;height:100%"'
 
 
 @functools.cache
@@ -59,7 +66,8 @@ def _sprite_markup(sprites: dict[str, Any], channel: int) -> str:
         src, left, top, width = sprites["url"], -size * col, -size * row, size * sprites["per_row"]
     return (
         f'<img class="sd-sprite-img" src="{escape(checked_image_url(src))}" alt="" '
-        f'style="left:{left}px;top:{top}px;width:{width}px">'
+        f'style="position:absolute;max-width:none;height:auto;left:{left}px;top:{top}px;'
+        f'width:{width}px">'
     )
 
 
@@ -86,13 +94,38 @@ def _entries_markup(sd: PageDictionary, basis: dict[str, Any], row: int, col: in
                 sprite_px=basis["sprites"]["size"],
                 sprite=_sprite_markup(basis["sprites"], channel),
                 swatch=escape(colours[channel] if colours else "transparent"),
-                swatch_hidden="" if colours else " hidden",
+                swatch_hidden="" if colours else _HIDDEN,
                 unit=escape(basis["unit"]),
                 bar_width=width,
                 label=escape(label),
             )
         )
     return "".join(items)
+
+
+def _lines_path(rows: int, cols: int) -> str:
+    """The SVG path of the faint lines between grid cells (in cell units, as the viewBox)."""
+    across = "".join(f"M0 {row}H{cols}" for row in range(1, rows))
+    down = "".join(f"M{col} 0V{rows}" for col in range(1, cols))
+    return across + down
+
+
+def _marker_markup(rows: int, cols: int, selected: tuple[int, int]) -> str:
+    """An outline of the first selection that needs no SVG and no style sheet.
+
+    Sanitizing hosts (an untrusted notebook in JupyterLab) drop the SVG grid, the style sheet
+    and the script but keep inline styles, so this box still marks the position whose entries
+    are shown; the style sheet hides it wherever the grid is drawn.
+    """
+    row, col = selected
+    place = (
+        f"left:{100 * col / cols:.4f}%;top:{100 * row / rows:.4f}%;"
+        f"width:{100 / cols:.4f}%;height:{100 / rows:.4f}%"
+    )
+    return (
+        f'<span class="sd-marker" aria-hidden="true" style="position:absolute;{place};'
+        'box-sizing:border-box;border:2px solid #ff6a00"></span>'
+    )
 
 
 def _cells_markup(rows: int, cols: int, selected: tuple[int, int]) -> str:
@@ -119,11 +152,15 @@ def _classes_markup(sd: PageDictionary) -> str:
         for c in sd.top_classes
     )
     title = f"Top {len(sd.top_classes)} classes"
-    return f'<span class="sd-classes-title">{title}</span><ol class="sd-classes">{rows}</ol>'
+    return f'<div class="sd-classes-title">{title}</div><ol class="sd-classes">{rows}</ol>'
 
 
 def _controls_markup(sd: PageDictionary, data: dict[str, Any]) -> str:
-    """The basis switch (with several bases) and the overlay and heat map toggles."""
+    """The basis switch (with several bases) and the overlay, cell line and heat map toggles.
+
+    They sit after the grid, so the grid is the first stop of the Tab key, and stay hidden
+    until the script runs (without it they would do nothing).
+    """
     buttons = []
     if len(data["bases"]) > 1:
         for index, basis in enumerate(data["bases"]):
@@ -133,31 +170,37 @@ def _controls_markup(sd: PageDictionary, data: dict[str, Any]) -> str:
                 f'title="{escape(basis["description"])}">{escape(basis["label"])}</button>'
             )
     if any(view.maps is not None for view in sd.views):
-        hidden = "" if sd.views[0].maps is not None else " hidden"
+        hidden = "" if sd.views[0].maps is not None else _HIDDEN
         buttons.append(
             '<button type="button" class="sd-button sd-toggle sd-toggle-overlay" '
             f'aria-pressed="true"{hidden}>regions on image</button>'
         )
+    buttons.append(
+        '<button type="button" class="sd-button sd-toggle sd-toggle-lines" '
+        'aria-pressed="true">cell lines</button>'
+    )
     if sd.total is not None:
         buttons.append(
             '<button type="button" class="sd-button sd-toggle sd-toggle-heat" '
             'aria-pressed="false">heat map</button>'
         )
-    if not buttons:
-        return ""
     label = escape(f"{sd.title}: dictionary controls")
-    return f'<div class="sd-controls" role="toolbar" aria-label="{label}">{"".join(buttons)}</div>'
+    return (
+        f'<div class="sd-controls" role="toolbar" aria-label="{label}"{_HIDDEN}>'
+        f"{''.join(buttons)}</div>"
+    )
 
 
 def _layers_markup(sd: PageDictionary) -> str:
     """Pictures between the image and the grid: the heat map, and each basis's group overlays.
 
     The first basis's blended overlay is shown; everything else is hidden until asked for.
+    Each is placed over the image by an inline style too, which sanitizing hosts keep.
     """
     layers = []
     if sd.total is not None:
         src = overlays.png_data_uri(overlays.heat_layer(sd.total))
-        layers.append(f'<img class="sd-heat" src="{escape(src)}" alt="" hidden>')
+        layers.append(f'<img class="sd-heat" src="{escape(src)}" alt="" {_OVER}{_HIDDEN}>')
     for index, view in enumerate(sd.views):
         if view.maps is None:
             continue
@@ -167,7 +210,8 @@ def _layers_markup(sd: PageDictionary) -> str:
             shown = index == 0 and group == "all"
             layers.append(
                 f'<img class="sd-overlay" data-basis-index="{index}" data-group="{group}" '
-                f'src="{escape(overlays.png_data_uri(rgba))}" alt=""{"" if shown else " hidden"}>'
+                f'src="{escape(overlays.png_data_uri(rgba))}" alt="" {_OVER}'
+                f"{'' if shown else _HIDDEN}>"
             )
     return "\n".join(layers)
 
@@ -179,9 +223,9 @@ def _heat_note(sd: PageDictionary) -> str:
     text = (
         f"Heat map: total activation of {sd.layer} at each position (the sum over its "
         f"{sd.layer_channels} channels), dark to light up to its largest here "
-        f"({js_number(float32_values([sd.total.max()])[0])})."
+        f"({readable_number(float32_values([sd.total.max()])[0])})."
     )
-    return f'<span class="sd-note sd-heat-note" hidden>{escape(text)}</span>'
+    return f'<div class="sd-note sd-heat-note"{_HIDDEN}>{escape(text)}</div>'
 
 
 def render_fragment(
@@ -210,7 +254,7 @@ def render_fragment(
         css=_static("semdict.css") if standalone else "",
         library=_static("semdict.js") if standalone else "",
         title=escape(sd.title),
-        warning=f'<span class="sd-warning" role="note">{escape(sd.weights_note)}</span>'
+        warning=f'<div class="sd-warning" role="note">{escape(sd.weights_note)}</div>'
         if sd.replica and sd.weights_note
         else "",
         controls=_controls_markup(sd, data),
@@ -220,7 +264,9 @@ def render_fragment(
         image_src=sd.image_uri,  # a base64 data URI: nothing in it needs escaping
         image_alt=escape(sd.title),
         layers=_layers_markup(sd),
+        lines=_lines_path(sd.rows, sd.cols),
         cells=_cells_markup(sd.rows, sd.cols, (row, col)),
+        marker=_marker_markup(sd.rows, sd.cols, (row, col)),
         heat_note=_heat_note(sd),
         classes=_classes_markup(sd),
         size=first["size"],
@@ -229,7 +275,6 @@ def render_fragment(
         entries=_entries_markup(sd, first, row, col),
         scale_note=escape(first["note"]),
         sprite_note=escape(first["sprite_note"]),
-        sprite_note_hidden="" if first["sprite_note"] else " hidden",
         weights_note="" if sd.replica else escape(sd.weights_note or ""),
         payload=json_for_script(data),
     )

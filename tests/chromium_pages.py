@@ -107,3 +107,22 @@ def shown(root: Locator) -> list[tuple[int, np.float32]]:
         "es => es.map(e => [e.getAttribute('data-channel'), e.getAttribute('data-value')])"
     )
     return [(int(channel), np.float32(float(value))) for channel, value in pairs]
+
+
+def selection(root: Locator) -> tuple[int, int, bool]:
+    """(row, col, pinned) as the root reports it; checks the outlined cell agrees."""
+    row = int(root.get_attribute("data-selected-row"))
+    col = int(root.get_attribute("data-selected-col"))
+    outlined = root.locator(".sd-cell.sd-selected")
+    assert outlined.count() == 1
+    assert (outlined.get_attribute("data-row"), outlined.get_attribute("data-col")) == (
+        str(row),
+        str(col),
+    )
+    return row, col, root.get_attribute("data-pinned") == "true"
+
+
+def expected(acts: np.ndarray, k: int, row: int, col: int) -> list[tuple[int, np.float32]]:
+    """The top-k at (row, col) by a full stable sort, independently of the package."""
+    order = np.argsort(-acts[row, col], kind="stable")[:k]
+    return [(int(c), np.float32(acts[row, col, c])) for c in order]

@@ -62,7 +62,7 @@ REMOTE_SPRITES = 'https://sprites.example/grid.jpeg" onerror="window.__pwned=9'
 
 TAGS = {
     "html", "head", "meta", "title", "style", "script", "body", "div", "span", "img", "svg",
-    "rect", "ol", "li", "b", "button",
+    "rect", "g", "path", "ol", "li", "b", "button",
 }  # fmt: skip
 
 

@@ -193,7 +193,7 @@ def test_fragments_get_unique_ids_and_pages_include_assets_once():
     page = _render.render_page([sd, synthetic_dict(seed=2)[0]], title="two")
     assert page.count("window.semdictOnnx1.mount(") == 2
     assert page.count("if (window[API])") == 1  # the library itself, once
-    assert page.count(".semdict .sd-entry {") == 1
+    assert page.count(".semdict:not(#_) .sd-entry {") == 1
     assert "<title>two</title>" in page
 
 
@@ -532,12 +532,15 @@ def test_raw_scale_shares_one_full_bar_across_a_page_and_says_so():
         json.loads(m)["bases"][0] for m in re.findall(r'class="sd-data">(.*?)</script>', page)
     )
     assert first["ref"] == second["ref"] == second["max"] > first["max"]
-    assert f"a full bar is {_html.js_number(second['ref'])}, the largest" in first["note"]
+    reference = f"{second['ref']:.3g}".rstrip("0").rstrip(".")  # 3 significant digits
+    assert f"a full bar is {reference}, the largest" in first["note"]
+    assert _html.readable_number(second["ref"]) == reference
     row, col = small.start
     channel, value = small.entries(row, col)[0]
     html = _render.render_fragment(small, raw=_payload.raw_references([small, large]))
     label = re.findall(r'<span class="sd-percent">([^<]+)</span>', html)[0]
-    assert label == _html.js_number(_html.js_round(value * 100) / 100)  # the raw value
+    assert label == _html.readable_number(value)  # the raw value, 3 significant digits
+    assert float(label) == pytest.approx(value, rel=5e-3) and len(label.replace(".", "")) <= 5
     image = payload_of(synthetic_dict(seed=23)[0].to_html())["bases"][0]
     assert image["scale"] == "image" and "relative to this image's largest" in image["note"]
 
@@ -547,7 +550,10 @@ def test_raw_scale_shares_one_full_bar_across_a_page_and_says_so():
     [
         (3.0, 4.0, False, ("75.00", 75, "75%")),
         (5.0, 4.0, False, ("100.00", 125, "125%")),  # above the reference: full bar, 125%
-        (0.125, 1.0, True, ("12.50", 13, "0.13")),  # halves round up, as in JavaScript
+        (0.125, 1.0, True, ("12.50", 13, "0.125")),  # raw: the value, 3 significant digits
+        (0.12345, 1.0, True, ("12.35", 12, "0.123")),
+        (137.75078, 200.0, True, ("68.88", 69, "138")),
+        (0.0625, 0.5, True, ("12.50", 13, "0.0625")),  # a half percent rounds up, as in JS
         (1.0, 0.0, False, ("0.00", 0, "0%")),  # a dead direction's reference
     ],
 )
@@ -560,13 +566,14 @@ def test_heat_map_is_the_total_activation_with_rows_and_columns_kept():
     sd, acts = synthetic_dict(rows=3, cols=7, seed=24)
     np.testing.assert_allclose(sd.total, acts.sum(axis=2), rtol=1e-6)
     html = sd.to_html()
-    src = re.search(r'<img class="sd-heat" src="([^"]+)" alt="" hidden>', html).group(1)
+    heat_img = r'<img class="sd-heat" src="([^"]+)" alt="" style="[^"]+" hidden="hidden">'
+    src = re.search(heat_img, html).group(1)
     heat = decode_png(src)
     assert heat.shape == (3, 7, 4)  # one pixel per position: 3 rows, 7 columns
     brightness = heat[..., :3].astype(int).sum(axis=2)
     order = np.argsort(sd.total.ravel(), kind="stable")
     assert (np.diff(brightness.ravel()[order]) >= 0).all()  # brighter where the total is larger
-    assert re.search(r'class="sd-note sd-heat-note" hidden>Heat map: total activation', html)
+    assert re.search(r'class="sd-note sd-heat-note" hidden="hidden">Heat map: total activ', html)
     assert 'class="sd-button sd-toggle sd-toggle-heat" aria-pressed="false"' in html
 
 
@@ -609,7 +616,7 @@ def test_a_gallery_puts_many_dictionaries_on_one_page(tiny, tmp_path, capsys):
     assert "&lt;my&gt; photos <span" in page and "(4 dictionaries)" in page
     fragment = result._repr_html_()
     assert fragment.count("window.semdictOnnx1.mount(") == 4
-    assert fragment.count(".semdict .sd-entry {") == 1
+    assert fragment.count(".semdict:not(#_) .sd-entry {") == 1
     assert result.to_dict()["dicts"][0]["title"] == "photo0.png"
     with pytest.raises(SemdictError, match="needs at least one image"):
         gallery([], "late", tiny)

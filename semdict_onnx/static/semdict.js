@@ -2,10 +2,11 @@
  *
  * The HTML already shows the first selection of the first basis (rendered in Python), so a
  * page works without this script. The script adds hover to select, click to pin, arrow keys
- * to move, the switch between bases, the group overlay (hovering an entry shows its region)
- * and the heat map. It is defined once per window (notebook outputs share one), and each
- * output mounts its own root by its unique id, so several dictionaries never share state.
- * Bars, labels and tooltips are computed exactly as render.py computes them.
+ * to move, the switch between bases, the group overlay (hovering an entry shows its region),
+ * the cell lines and the heat map, and shows the controls and the keys hint, which do nothing
+ * without it. It is defined once per window (notebook outputs share one), and each output
+ * mounts its own root by its unique id, so several dictionaries never share state. Bars,
+ * labels and tooltips are computed exactly as _render.py and _html.py compute them.
  */
 (function () {
   "use strict";
@@ -74,12 +75,17 @@
     img.style.width = size * sprites.per_row + "px";
   }
 
-  /* A bar's width, percentage and label for one value of a basis (as render.bar_parts). */
+  /* A number to 3 significant digits for a person to read (as _html.readable_number). */
+  function readable(value) {
+    return String(Number(value.toPrecision(3)));
+  }
+
+  /* A bar's width, percentage and label for one value of a basis (as _html.bar_parts). */
   function barParts(basis, channel, value) {
     var reference = basis.refs ? basis.refs[channel] : basis.ref;
     var ratio = reference > 0 ? value / reference : 0;
     var percent = Math.round(100 * ratio);
-    var label = basis.scale === "raw" ? String(Math.round(value * 100) / 100) : percent + "%";
+    var label = basis.scale === "raw" ? readable(value) : percent + "%";
     return { width: Math.min(100, 100 * ratio).toFixed(2), percent: percent, label: label };
   }
 
@@ -97,6 +103,7 @@
     var heatNote = root.querySelector(".sd-heat-note");
     var overlayButton = root.querySelector(".sd-toggle-overlay");
     var heatButton = root.querySelector(".sd-toggle-heat");
+    var linesButton = root.querySelector(".sd-toggle-lines");
     var basisButtons = root.querySelectorAll(".sd-basis-button");
     var cells = new Array(data.rows * data.cols);
     Array.prototype.forEach.call(root.querySelectorAll(".sd-cell"), function (cell) {
@@ -111,6 +118,7 @@
       basis: 0,
       overlay: true,
       heat: false,
+      lines: true,
       highlight: null,
     };
 
@@ -153,6 +161,10 @@
         heatButton.setAttribute("aria-pressed", state.heat ? "true" : "false");
       }
       root.setAttribute("data-heat", state.heat ? "on" : "off");
+      if (linesButton) {
+        linesButton.setAttribute("aria-pressed", state.lines ? "true" : "false");
+      }
+      root.setAttribute("data-lines", state.lines ? "on" : "off");
       if (state.highlight !== null) {
         root.setAttribute("data-highlight", String(state.highlight));
       } else {
@@ -298,6 +310,17 @@
       });
     }
 
+    if (linesButton) {
+      linesButton.addEventListener("click", function () {
+        state.lines = !state.lines;
+        showLayers();
+      });
+    }
+
+    /* What only works with this script shows once it runs. */
+    Array.prototype.forEach.call(root.querySelectorAll(".sd-controls, .sd-hint"), function (part) {
+      part.hidden = false;
+    });
     root.setAttribute("data-mounted", "true");
     select(state.row, state.col, false);
     showLayers();
