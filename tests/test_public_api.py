@@ -7,7 +7,11 @@ used to become the submodule of that name once another name from it had been imp
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import tiny_model
+from PIL import Image
 
 import semdict_onnx
 
@@ -123,3 +128,56 @@ def test_readme_usage_runs_after_importing_neighbours_first(imports: str, tmp_pa
         """
     )
     assert result == "SemanticDict late"
+
+
+def readme_python() -> str:
+    """README.md's python blocks, top to bottom, as one script.
+
+    A bare expression whose comment starts with a tuple (`acts["mixed4d"].shape  # (1, 14, ...)`)
+    becomes an assertion that it equals that tuple, so the README's claims are checked too.
+    """
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL):
+        for line in block.splitlines():
+            code, _, comment = line.partition("  #")
+            claim = re.match(r"\s*(\([\d, ]+\))", comment)
+            statement = ast.parse(code.strip() or "pass").body[0]
+            if claim and isinstance(statement, ast.Expr):
+                line = f"assert ({code.strip()}) == {claim.group(1)}, {code.strip()!r}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def test_the_readme_usage_runs_top_to_bottom_in_a_fresh_interpreter(replica_model_path, tmp_path):
+    """Issue 10: the README's own Usage block ended in `'module' object is not callable`."""
+    script = readme_python()
+    assert 'assert (acts["mixed4d"].shape) == (1, 14, 14, 528)' in script
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "googlenet.onnx").symlink_to(replica_model_path)  # load_model()'s default path
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copyfile(EXAMPLE, work / "cat.jpg")
+    shutil.copyfile(PACKAGE / "examples" / "coffee.jpg", work / "dog.jpg")
+    wide = Image.new("RGB", (448, 224))  # a 2:1 photo: two halves
+    wide.paste(Image.open(EXAMPLE).convert("RGB").resize((224, 224)), (0, 0))
+    wide.paste(Image.open(work / "dog.jpg").convert("RGB").resize((224, 224)), (224, 0))
+    wide.save(work / "wide.jpg")
+    script += (
+        "\nwide = semdict_onnx.semantic_dict('wide.jpg', layer='mixed4d')"
+        "\nprint('wide grid', wide.rows, wide.cols)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=work,
+        env={**os.environ, "SEMDICT_ONNX_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SemanticDict(layer='mixed4d'" in done.stdout  # show_semantic_dict outside a notebook
+    assert done.stdout.strip().splitlines()[-1] == "wide grid 14 28"  # the README's 14x28
+    for written in ("cat.html", "cat.npz", "gallery.html"):
+        assert (work / written).stat().st_size > 0, written
