@@ -1,15 +1,15 @@
 """The main job: semantic dictionaries of the shipped example photos, one page each plus an index.
 
-Uses the exported model in the default location; exports it first when there is none. Where
-the real GoogLeNet cannot be downloaded (no network), it exports the replica (random weights)
-and builds spritemaps from the example photos themselves, and says so in its output and on
-every page.
+Uses the exported model in the default location (or --model); exports it first when there is
+none. Where the real GoogLeNet cannot be downloaded (no network), it exports the replica
+(random weights) and builds spritemaps from the example photos themselves, and says so in its
+output and on every page. The index (_index_page.py) has a row per page: a thumbnail, the
+layer and grid, and where the page's pictures come from.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +17,10 @@ from pathlib import Path
 import semdict_onnx
 from semdict_onnx._atomic import write_text_atomic
 from semdict_onnx._images import IMAGE_SUFFIXES
+from semdict_onnx._index_page import render_index
 from semdict_onnx._model import Model
 from semdict_onnx._paths import default_model_path
+from semdict_onnx._results import SemanticDict
 from semdict_onnx._spritemap import Spritemap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,16 +62,12 @@ def spritemap_for(model: Model, layer: str, images: list[Path], out: Path) -> Sp
     return spritemap
 
 
-def write_index(out: Path, pages: list[Path], note: str) -> Path:
-    """A small index page linking every dictionary page."""
-    links = "\n".join(
-        f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem)}</a></li>' for p in pages
+def write_index(out: Path, pages: list[tuple[Path, SemanticDict]], note: str | None) -> Path:
+    """The index page: a row per dictionary page, linked by its name in `out`."""
+    rows = [(page.name, sd) for page, sd in pages]
+    return write_text_atomic(
+        out / "index.html", render_index(rows, "Semantic dictionaries", note=note)
     )
-    text = (
-        "<!doctype html><meta charset='utf-8'><title>semdict_onnx examples</title>"
-        f"<h1>Semantic dictionaries</h1><p>{html.escape(note)}</p><ul>{links}</ul>"
-    )
-    return write_text_atomic(out / "index.html", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", default="mixed4d", help="layer to show (default mixed4d)")
     parser.add_argument("--images", type=Path, default=EXAMPLES, help="folder of photos")
     parser.add_argument("--out", type=Path, default=ROOT / "out", help="output folder")
+    parser.add_argument(
+        "--model", type=Path, help="an exported model to use as it is (default: export one)"
+    )
     args = parser.parse_args(argv)
 
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    model = ensure_model()
+    model = semdict_onnx.load_model(args.model) if args.model else ensure_model()
     print(model)
     model.info.layer(args.layer)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     pages = []
     for image in images:
         page = args.out / f"{image.stem}-{args.layer}.html"
-        semdict_onnx.semantic_dict(image, layer=args.layer, model=model, spritemap=spritemap).save(
-            page
-        )
-        pages.append(page)
+        sd = semdict_onnx.semantic_dict(image, layer=args.layer, model=model, spritemap=spritemap)
+        pages.append((sd.save(page), sd))
         print(f"wrote {page}")
-    index = write_index(args.out, pages, model.info.weights_note)
+    index = write_index(args.out, pages, None if model.is_replica else model.info.weights_note)
     print(f"\nOpen {index} in a browser. {model.info.weights_note}")
     return 0
 

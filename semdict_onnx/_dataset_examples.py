@@ -30,7 +30,7 @@ from ._bases import NEURONS, Basis, resolve_basis
 from ._checks import positive_int
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._image_scan import ScanReport, scan_layer
-from ._images import ImageSource, load_image
+from ._images import ImageSource, is_url, load_image
 from ._model import Model, as_model
 from ._receptive_field import ReceptiveField, receptive_fields
 from ._spritemap import Spritemap
@@ -221,15 +221,25 @@ def _scan(
 
 
 def _folder_name(images: Any) -> str | None:
-    """The name of the folder `images` is, or None for anything else (a list, one file...).
+    """The name of the folder the images come from: `images` itself, or the one folder every
+    path of a list of paths is in; None for anything else (one file, images in memory, ...).
 
     Only the folder's own name goes into the manifest and onto pages, never its whole path.
     """
     if isinstance(images, (str, os.PathLike)):
-        path = Path(images).expanduser()
-        if path.is_dir():
-            return path.resolve().name or str(path.resolve())
-    return None
+        folder = Path(images).expanduser()
+        if not folder.is_dir():
+            return None
+    elif isinstance(images, (list, tuple)) and images:
+        if not all(isinstance(item, (str, os.PathLike)) and not is_url(item) for item in images):
+            return None
+        parents = {Path(item).expanduser().resolve().parent for item in images}
+        if len(parents) != 1:
+            return None
+        folder = parents.pop()
+    else:
+        return None
+    return folder.resolve().name or str(folder.resolve())
 
 
 def _tile_size(sprite_size: int, examples: int) -> int:

@@ -18,7 +18,7 @@ from PIL import Image
 from . import _overlays as overlays
 from ._html import checked_image_url, float32_values, readable_number
 from ._picture import image_data_uri
-from ._sprite_notes import pictures_note
+from ._sprite_notes import view_pictures_note
 from ._spritemap import Spritemap
 from ._views import BasisView, TopClass
 
@@ -173,7 +173,7 @@ def _basis_payload(
         "refs": scale["refs"],
         "note": scale["note"],
         "tooltip": f"{view.unit} {{channel}}: {word} {{value}} ({{percent}}% of {scale['of']})",
-        "sprite_note": view.sprite_note or pictures_note(view.spritemap, view.unit),
+        "sprite_note": view_pictures_note(view),
         "colours": colours,
     }
 

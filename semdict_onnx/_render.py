@@ -42,15 +42,15 @@ _OVER = 'style="position:absolute;left:0;top:0;width:100%;height:100%"'
 
 
 @functools.cache
-def _static(name: str) -> str:
+def static_file(name: str) -> str:
     """A file of the package's static/ folder, read once."""
     return (importlib.resources.files("semdict_onnx") / "static" / name).read_text("utf-8")
 
 
 @functools.cache
-def _template(name: str) -> string.Template:
+def static_template(name: str) -> string.Template:
     """A static/ HTML file as a `string.Template` ($name placeholders)."""
-    return string.Template(_static(name))
+    return string.Template(static_file(name))
 
 
 def _sprite_markup(sprites: dict[str, Any], channel: int) -> str:
@@ -84,7 +84,7 @@ def _entries_markup(sd: PageDictionary, basis: dict[str, Any], row: int, col: in
         shown = js_number(value)
         colours = basis["colours"]
         items.append(
-            _template("entry.html").substitute(
+            static_template("entry.html").substitute(
                 rank=rank,
                 channel=channel,
                 value=escape(shown),
@@ -240,7 +240,7 @@ def render_fragment(
     view = sd.views[0]
     row, col = sd.start
     width, height = display_size(sd.image)
-    return _template("fragment.html").substitute(
+    return static_template("fragment.html").substitute(
         root_id=f"semdict-{uuid.uuid4().hex}",
         layer=escape(sd.layer),
         basis=escape(first["name"]),
@@ -251,8 +251,8 @@ def render_fragment(
         top_k=first["k"],
         row=row,
         col=col,
-        css=_static("semdict.css") if standalone else "",
-        library=_static("semdict.js") if standalone else "",
+        css=static_file("semdict.css") if standalone else "",
+        library=static_file("semdict.js") if standalone else "",
         title=escape(sd.title),
         warning=f'<div class="sd-warning" role="note">{escape(sd.weights_note)}</div>'
         if sd.replica and sd.weights_note
@@ -291,11 +291,11 @@ def render_page(
         raise DictionaryError("render_page needs at least one SemanticDict")
     title = title if title is not None else dicts[0].title
     raw = raw_references(dicts)
-    return _template("page.html").substitute(
+    return static_template("page.html").substitute(
         title=escape(title),
         heading=_gallery_heading(title, len(dicts)) if heading else "",
-        css=_static("semdict.css"),
-        library=_static("semdict.js"),
+        css=static_file("semdict.css"),
+        library=static_file("semdict.js"),
         body="\n".join(render_fragment(sd, standalone=False, raw=raw) for sd in dicts),
     )
 
@@ -307,8 +307,8 @@ def render_gallery_fragment(dicts: Sequence[PageDictionary], title: str) -> str:
     raw = raw_references(dicts)
     body = "\n".join(render_fragment(sd, standalone=False, raw=raw) for sd in dicts)
     return (
-        f'<div class="semdict-gallery"><style>{_static("semdict.css")}</style>'
-        f"<script>{_static('semdict.js')}</script>\n{_gallery_heading(title, len(dicts))}\n"
+        f'<div class="semdict-gallery"><style>{static_file("semdict.css")}</style>'
+        f"<script>{static_file('semdict.js')}</script>\n{_gallery_heading(title, len(dicts))}\n"
         f"{body}\n</div>"
     )
 

@@ -14,11 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from ._spritemap import Spritemap
+from ._views import BasisView
 
 DATASET_EXAMPLES = "dataset examples"  # the method _dataset_examples.py writes
 LUCID_NOTE = (
     "Pictures: Lucid's feature visualizations of each channel (the public spritemap {url})."
 )
+
+
+def view_pictures_note(view: BasisView) -> str:
+    """Where the pictures of one basis view come from: its own note, else read from them."""
+    return view.sprite_note or pictures_note(view.spritemap, view.unit)
 
 
 def pictures_note(spritemap: Spritemap | None, unit: str) -> str:
