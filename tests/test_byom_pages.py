@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from byom_families import FAMILIES
+from PIL import Image
 from test_page_chromium import (
     EXAMPLES,
     browser,  # noqa: F401 (the fixture)
@@ -31,7 +32,9 @@ def test_hover_shows_the_python_top_k_on_prepared_models(browser, name, tmp_path
     model = load_model(prepared, providers=["CPUExecutionProvider"])
     layer = list(family.layers)[-1]
     image = EXAMPLES / "rocket.jpg"
-    acts = model.activations(image, layers=[layer])[layer][0]
+    with Image.open(image) as photo:  # a dictionary keeps the photo's aspect ratio
+        size = model.input_size_for((photo.height, photo.width))
+    acts = model.activations(image, layers=[layer], size=size)[layer][0]
     rows, cols, _ = acts.shape
     path = semantic_dict(image, layer, model=model).save(tmp_path / "page.html")
     with opened(browser, path) as run:

@@ -53,7 +53,9 @@ def browser():
 
 
 def test_a_rendered_spritemap_shows_in_the_page(browser, replica_model, tmp_path):
-    acts = replica_model.activations(PHOTO, layers=[LAYER])[LAYER][0]
+    with Image.open(PHOTO) as photo:  # a dictionary keeps the photo's aspect ratio
+        size = replica_model.input_size_for((photo.height, photo.width))
+    acts = replica_model.activations(PHOTO, layers=[LAYER], size=size)[LAYER][0]
     row, col = np.unravel_index(int(np.argmax(acts)), acts.shape)[:2]
     top = [int(c) for c in np.argsort(-acts[row, col])[:4]]
     rendered = top[:3]  # the fourth is left out: it must show the blank sprite
@@ -71,6 +73,12 @@ def test_a_rendered_spritemap_shows_in_the_page(browser, replica_model, tmp_path
     with opened(browser, page) as run:
         entries = run.root().evaluate(MEAN_COLOURS)
         assert not run.blocked and not run.dialogs
+        note = run.root().locator(".sd-sprite-note").inner_text()  # where the pictures are from
+    channels = replica_model.layers[LAYER]
+    assert note == (
+        "Pictures: feature visualizations rendered by semdict_onnx, by a replica model (random "
+        f"weights) ({len(rendered)} of {channels} channels so far; the others are blank)."
+    )
     assert [int(channel) for channel, _, _ in entries] == top
     for channel, loaded_ok, colour in entries:
         assert loaded_ok

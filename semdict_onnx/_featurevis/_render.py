@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from tqdm.std import tqdm
 
 from .. import _providers as providers
 from .._bases import NEURONS, Basis, resolve_basis
 from .._model import Model, as_model
+from .._progress import progress_bar
 from .._spritemap import Spritemap
 from ..errors import RenderError
 from ._checkpoint import RenderCheckpoint
@@ -93,7 +94,7 @@ def render(
     batch = _default_batch(session) if batch_size is None else batch_size
     batch = check_int("batch_size", batch, 1, MAX_BATCH)
     batches = [range(i, min(i + batch, len(weights))) for i in range(0, len(weights), batch)]
-    with tqdm(
+    with progress_bar(
         total=len(batches) * settings.steps,
         unit="step",
         desc=f"featurevis {layer}",
@@ -266,7 +267,7 @@ def render_spritemap(
     batch = _default_batch(session) if batch_size is None else batch_size
     batch = check_int("batch_size", batch, 1, MAX_BATCH)
     components = directions.components
-    with tqdm(
+    with progress_bar(
         total=math.ceil(len(todo) / batch) * settings.steps,  # steps of whole batches
         unit="step",
         desc=f"featurevis {layer} ({len(wanted) - len(todo)} of {len(wanted)} done before)",
