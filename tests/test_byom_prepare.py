@@ -130,7 +130,9 @@ def test_semantic_dict_works_on_prepared_models(built, name):
     layer = list(family.layers)[-1]
     photo = EXAMPLES / "coffee.jpg"
     page = semantic_dict(photo, layer, model=model, top_k=3)
-    acts = model.activations(photo, layers=[layer])[layer][0]
+    with Image.open(photo) as opened:  # a dictionary keeps the photo's aspect ratio
+        size = model.input_size_for((opened.height, opened.width))
+    acts = model.activations(photo, layers=[layer], size=size)[layer][0]
     order, values = reference_top_k(acts, 3)
     assert page.channels.shape == (*acts.shape[:2], 3)
     np.testing.assert_array_equal(page.channels, order)

@@ -112,8 +112,9 @@ def test_the_installed_wheel_exports_the_replica_and_writes_a_page(installed: Pa
     text = page.read_text(encoding="utf-8")
     payload = json.loads(re.search(r'class="sd-data">(.*?)</script>', text).group(1))
     grid = {key: payload[key] for key in ("layer", "rows", "cols", "k")}
-    assert grid == {"layer": "mixed4d", "rows": 14, "cols": 14, "k": 4}
-    assert len(payload["bases"][0]["channels"]) == 14 * 14 * 4
+    # The 451x300 photo keeps its aspect ratio: it goes in at 224x352.
+    assert grid == {"layer": "mixed4d", "rows": 14, "cols": 22, "k": 4}
+    assert len(payload["bases"][0]["channels"]) == 14 * 22 * 4
     # The page's script and style come from the installed package data.
     script = (PACKAGE / "static" / "semdict.js").read_text(encoding="utf-8")
     assert script.strip().splitlines()[-1] in text
