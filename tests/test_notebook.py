@@ -100,27 +100,29 @@ def test_show_semantic_dict_as_a_cells_last_line_shows_the_dictionary_once(
     assert result["data"]["text/plain"] == "2"
 
 
-GALLERY_CELL = (
-    "import semdict_onnx\n"
-    "model = semdict_onnx.load_model({model!r})\n"
-    "semdict_onnx.gallery({images!r}, 'mixed4c', model, progress=True)"
-)
+def gallery_cell(first_cell: str, model: Path, jupyter_path: Path, monkeypatch):
+    """Run `first_cell`, then a gallery of two photos with its progress bar; that cell, and the
+    notebook."""
+    images = [str(EXAMPLES / "chelsea.jpg"), str(EXAMPLES / "astronaut.jpg")]
+    notebook = run_notebook(
+        [
+            first_cell,
+            "import semdict_onnx\n"
+            f"model = semdict_onnx.load_model({str(model)!r})\n"
+            f"semdict_onnx.gallery({images!r}, 'mixed4c', model, progress=True)",
+        ],
+        jupyter_path,
+        monkeypatch,
+    )
+    return notebook.cells[1], notebook
 
 
 def test_a_progress_bar_without_ipywidgets_is_the_plain_bar_and_warns_nothing(
     jupyter_path, monkeypatch, replica_model_path
 ):
     """Issue 10: every notebook run printed a red `TqdmWarning: IProgress not found`."""
-    images = [str(EXAMPLES / "chelsea.jpg"), str(EXAMPLES / "astronaut.jpg")]
-    notebook = run_notebook(
-        [
-            "import sys; sys.modules['ipywidgets'] = None  # as if it were not installed",
-            GALLERY_CELL.format(model=str(replica_model_path), images=images),
-        ],
-        jupyter_path,
-        monkeypatch,
-    )
-    cell = notebook.cells[1]
+    hide = "import sys; sys.modules['ipywidgets'] = None  # as if it were not installed"
+    cell, _ = gallery_cell(hide, replica_model_path, jupyter_path, monkeypatch)
     stderr = stream_text(cell, "stderr")
     assert "Warning" not in stderr, stderr
     assert re.search(r"gallery mixed4c: 100%\|[^\n]*\| 2/2", stderr), stderr  # the plain bar
@@ -133,16 +135,8 @@ def test_a_progress_bar_without_ipywidgets_is_the_plain_bar_and_warns_nothing(
 def test_a_progress_bar_with_ipywidgets_is_the_notebook_widget(
     jupyter_path, monkeypatch, replica_model_path
 ):
-    images = [str(EXAMPLES / "chelsea.jpg"), str(EXAMPLES / "astronaut.jpg")]
-    notebook = run_notebook(
-        [
-            "import ipywidgets; print(ipywidgets.__version__)",
-            GALLERY_CELL.format(model=str(replica_model_path), images=images),
-        ],
-        jupyter_path,
-        monkeypatch,
-    )
-    cell = notebook.cells[1]
+    first = "import ipywidgets; print(ipywidgets.__version__)"
+    cell, notebook = gallery_cell(first, replica_model_path, jupyter_path, monkeypatch)
     assert stream_text(cell, "stderr") == ""
     [bar] = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]  # tqdm.notebook's
     assert bar["data"]["text/plain"].startswith("gallery mixed4c:")

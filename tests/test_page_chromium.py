@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium_pages import selection
 from onnx_builders import (
     BLOCK,
     BLUE,
@@ -149,19 +150,6 @@ def expected(acts: np.ndarray, k: int, row: int, col: int) -> list[tuple[int, np
     return [
         (int(c), np.float32(v)) for c, v in zip(channels[row, col], values[row, col], strict=True)
     ]
-
-
-def selection(root) -> tuple[int, int, bool]:
-    """(row, col, pinned) as the root reports it; checks the outlined cell agrees."""
-    row = int(root.get_attribute("data-selected-row"))
-    col = int(root.get_attribute("data-selected-col"))
-    outlined = root.locator(".sd-cell.sd-selected")
-    assert outlined.count() == 1
-    assert (outlined.get_attribute("data-row"), outlined.get_attribute("data-col")) == (
-        str(row),
-        str(col),
-    )
-    return row, col, root.get_attribute("data-pinned") == "true"
 
 
 def cell(root, row: int, col: int):
