@@ -55,6 +55,7 @@ UNWRITABLE = {
         ["basis", "--layer", "late", "--images", "{photos}", "--out", "{ro}/b.npz"],
         "semdict basis: error: ",
     ),
+    "render": (["render", "--layer", "late", "--out", "{ro}/r.png"], "semdict render: error: "),
 }
 
 
