@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import _providers as providers_module
+from ._card_shapes import check_card_shapes
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from ._metadata import METADATA_KEY, ModelInfo
@@ -319,54 +320,8 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
             f"{path}: its metadata lists {', '.join(missing)} but the graph has no such "
             f"output (it has {', '.join(outputs)}); re-export it with `python scripts/export.py`"
         )
-    _check_shapes(info, graph_input.shape, {name: outputs[name].shape for name in wanted}, path)
+    check_card_shapes(info, graph_input.shape, {n: outputs[n].shape for n in wanted}, path)
     return info
-
-
-def _check_shapes(
-    info: ModelInfo, input_shape: list, output_shapes: dict[str, list], path: Path
-) -> None:
-    """Refuse a card whose sizes the graph contradicts, wherever the graph states a size.
-
-    The image input is [N, H, W, 3], fixed at the default size unless the card says it takes
-    others; each layer [N, H, W, channels] (H and W those at the default size when the graph
-    states them); the class output [N, classes], with a label per class.
-    """
-    stated: list[tuple[str, object, object]] = [
-        (f"input {info.input.name} channels", 3, input_shape[3])
-    ]
-    if not info.input.variable_size:
-        stated += [
-            (f"input {info.input.name} height", info.input.height, input_shape[1]),
-            (f"input {info.input.name} width", info.input.width, input_shape[2]),
-        ]
-    for layer in info.layers:
-        shape = output_shapes[layer.name]
-        if len(shape) != 4:
-            raise ModelFormatError(
-                f"{path}: layer {layer.name!r} is {shape} in the graph, not [N, H, W, C]; "
-                "re-export or prepare the model again"
-            )
-        stated += [
-            (f"layer {layer.name} channels", layer.channels, shape[3]),
-            (f"layer {layer.name} height", layer.height, shape[1]),
-            (f"layer {layer.name} width", layer.width, shape[2]),
-        ]
-    if info.class_output:
-        shape = output_shapes[info.class_output]
-        classes = (
-            info.num_classes if info.num_classes is not None else info.labels and len(info.labels)
-        )
-        stated.append(
-            (f"class output {info.class_output} classes", classes, shape[-1] if shape else None)
-        )
-    for what, card, graph in stated:
-        if isinstance(graph, int) and graph > 0 and card is not None and card != graph:
-            raise ModelFormatError(
-                f"{path}: its metadata says {what} = {card} but the graph's is {graph}; the "
-                "card does not describe this graph: re-export it with `python scripts/export.py` "
-                "or prepare it again"
-            )
 
 
 def load_model(
