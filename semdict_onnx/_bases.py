@@ -23,6 +23,7 @@ import numpy as np
 
 from ._atomic import write_bytes_atomic
 from ._checks import positive_int
+from ._paths import local_path
 from .errors import ActivationsError, BasisError
 
 NEURONS = "neurons"
@@ -175,7 +176,7 @@ class Basis:
         channels: int | None = None,
     ) -> Basis:
         """Read a basis `save` wrote; with `layer` / `channels`, refuse one made for others."""
-        source = Path(path).expanduser()
+        source = local_path(path)
         try:
             with np.load(source, allow_pickle=False) as data:
                 fields = {name: data[name] for name in data.files}

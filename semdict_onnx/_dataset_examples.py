@@ -31,6 +31,7 @@ from ._checks import positive_int
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._image_scan import ScanReport, scan_layer
 from ._images import ImageSource, is_url, load_image
+from ._limits import check_grid, check_sprite_size
 from ._model import Model, as_model
 from ._receptive_field import ReceptiveField, receptive_fields
 from ._spritemap import Spritemap
@@ -76,6 +77,7 @@ def build_spritemap(
     directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
     top = TopExamples(directions.k, examples_per_channel, layer)
     tile = _tile_size(sprite_size, examples_per_channel)
+    grid_layout(directions.k, sprite_size, per_row)  # over a limit: refused before the scan
     kept: dict[str, _Kept] = {}
 
     def keep_winners(batch: list[tuple[str, Image.Image]]) -> None:
@@ -242,6 +244,18 @@ def _folder_name(images: Any) -> str | None:
     return folder.resolve().name or str(folder.resolve())
 
 
+def grid_layout(channels: int, sprite_size: int, per_row: int | None) -> tuple[int, int]:
+    """The (per_row, rows) of a grid of `channels` sprites (per_row None: near square),
+    refused with the limit it breaks when its sprites or the grid would be too large."""
+    positive_int(sprite_size, "sprite_size")
+    check_sprite_size(sprite_size, OptionError)
+    per_row = positive_int(per_row, "per_row") if per_row is not None else None
+    per_row = per_row or math.ceil(math.sqrt(channels))
+    rows = math.ceil(channels / per_row)
+    check_grid(per_row * sprite_size, rows * sprite_size, None, "the spritemap grid", OptionError)
+    return per_row, rows
+
+
 def _tile_size(sprite_size: int, examples: int) -> int:
     """The side of one example's picture when `examples` share a sprite in a square mosaic."""
     positive_int(sprite_size, "sprite_size")
@@ -288,8 +302,7 @@ def _compose(
     """Paste every winner's crop into the grid and describe each sprite in the manifest."""
     tile = _tile_size(sprite_size, top.k)
     per_side = sprite_size // tile
-    per_row = per_row or math.ceil(math.sqrt(top.channels))
-    rows = math.ceil(top.channels / per_row)
+    per_row, rows = grid_layout(top.channels, sprite_size, per_row)
     grid = np.empty((rows * sprite_size, per_row * sprite_size, 3), np.uint8)
     grid[:] = BLANK_COLOUR
     sprites = []

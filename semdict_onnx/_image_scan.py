@@ -16,7 +16,6 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +23,8 @@ from PIL import Image
 from tqdm.std import tqdm
 
 from ._checks import positive_int
-from ._images import IMAGE_SUFFIXES, load_image, to_batch
+from ._images import IMAGE_SUFFIXES, is_url, load_image, to_batch
+from ._paths import local_path
 from ._prefetch import prefetched
 from ._progress import progress_bar
 from .errors import DownloadError, ImageError
@@ -69,10 +69,18 @@ def image_sources(images: Any, report: ScanReport) -> tuple[Iterable[Any], int |
     """The items to scan and their number when known; files passed over go into `report`.
 
     A folder is searched recursively for IMAGE_SUFFIXES; other files in it are reported as
-    skipped. A single path, URL, PIL image or array is one image; a 4-D array is a batch.
+    skipped. A single path, URL, PIL image or array is one image; a 4-D array is a batch. A
+    path that does not exist is an ImageError at once, not one skipped image.
     """
-    if isinstance(images, (str, os.PathLike)) and Path(images).expanduser().is_dir():
-        folder = Path(images).expanduser()
+    folder = None
+    if isinstance(images, (str, os.PathLike)) and not is_url(images):
+        folder = local_path(images)
+        if not folder.exists():
+            raise ImageError(
+                f"no such folder or image file: {str(folder)!r}; point --images / images= at a "
+                "folder of photos (searched recursively) or one image"
+            )
+    if folder is not None and folder.is_dir():
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         for other in (p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES):

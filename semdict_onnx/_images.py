@@ -1,7 +1,7 @@
 """Images in, model batches out: loading every common source and mode, checking, resizing.
 
-A source is a file path, an http(s) URL, encoded bytes, a PIL image, or a numpy array
-(uint8 0-255, or float in [0, 1]; shaped HxW, HxWx1 or HxWx3). `load_image` gives an RGB
+A source is a file path (or `file:` URL), an http(s) URL, encoded bytes, a PIL image, or a
+numpy array (uint8 0-255, or float in [0, 1]; shaped HxW, HxWx1 or HxWx3). `load_image` gives an RGB
 PIL image at its original size with EXIF orientation applied; `to_batch` gives the
 float32 NHWC batch in [0, 1] a model takes, each image stretched to the input size (no
 crop, as in the original notebook). `input_size_for` says which input size an image gets for
@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._checks import is_positive_int, positive_int
+from ._paths import local_path
 from .errors import DownloadError, ImageError
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -57,12 +58,17 @@ def is_url(source: object) -> bool:
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
+def is_file_url(source: object) -> bool:
+    """True for a string that is a `file:` URL (read as the local file it names)."""
+    return isinstance(source, str) and source[:5].lower() == "file:"
+
+
 def source_name(source: object) -> str:
-    """The file name a path or http(s) URL ends in (URLs percent-decoded); '' for others."""
+    """The file name a path or URL ends in (URLs percent-decoded); '' for others."""
     if is_url(source):  # the last segment, decoded after the split: %2F stays in the name
         return unquote(urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
     if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
+        return local_path(source).name if is_file_url(source) else Path(source).name
     return ""
 
 
@@ -217,7 +223,7 @@ def load_image(source: ImageSource) -> Image.Image:
     if is_url(source):
         return _to_rgb(_open_encoded(io.BytesIO(fetch_url(source)), f"the image at {source}"))
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
+        path = local_path(source)
         if not path.exists():
             hint = "" if isinstance(source, os.PathLike) else " (URLs must start with http(s)://)"
             raise ImageError(f"no image file at {str(path)!r}{hint}")

@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import _providers as providers_module
+from ._card_shapes import check_card_shapes
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from ._metadata import METADATA_KEY, ModelInfo
@@ -328,6 +329,7 @@ def _read_info(session: ort.InferenceSession, path: Path) -> ModelInfo:
             f"{path}: its metadata lists {', '.join(missing)} but the graph has no such "
             f"output (it has {', '.join(outputs)}); re-export it with `python scripts/export.py`"
         )
+    check_card_shapes(info, graph_input.shape, {n: outputs[n].shape for n in wanted}, path)
     return info
 
 

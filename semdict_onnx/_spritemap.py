@@ -1,10 +1,12 @@
 """Spritemaps: grid images holding one picture per channel (or basis direction) of a layer.
 
 A `Spritemap` says where the grid is (an http/https URL the browser loads, a data: URL, a local
-file, a numpy array or a PIL image), how it is laid out (channel n at column n % per_row, row
-n // per_row, each sprite `sprite_size` pixels square) and, optionally, which layer it describes
-and a manifest of where each sprite came from. It saves itself as a JPEG/PNG grid plus a JSON
-manifest beside it, and `Spritemap.load` reads both back.
+file, encoded image bytes, a numpy array or a PIL image), how it is laid out (channel n at
+column n % per_row, row n // per_row, each sprite `sprite_size` pixels square) and, optionally,
+which layer it describes and a manifest of where each sprite came from. Its layout is checked
+against the size limits (_limits.py) before any grid is made or read. It saves itself as a
+JPEG/PNG grid plus a JSON manifest beside it, and `Spritemap.load` reads both back: how the
+pair is written and checked is _spritemap_files.py's.
 """
 
 from __future__ import annotations
@@ -13,34 +15,37 @@ import base64
 import binascii
 import hashlib
 import io
-import json
 import math
 import os
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._atomic import atomic_write, write_text_atomic
 from ._bases import NEURONS
 from ._checks import positive_int
+from ._limits import check_grid, check_sprite_size
 from ._metadata import ModelInfo
+from ._paths import local_path
+from ._spritemap_files import (
+    IMAGE_FORMATS,
+    MANIFEST_KIND,
+    MANIFEST_SCHEMA,
+    check_save_target,
+    load_pair,
+    manifest_path_for,
+    save_pair,
+)
 from .errors import SpritemapError
 
-MANIFEST_KIND = "semdict_onnx.spritemap"
-MANIFEST_SCHEMA = 1
-IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+__all__ = ["IMAGE_FORMATS", "Spritemap", "SpritemapSource", "manifest_path_for"]
+
 JPEG_QUALITY = 92
-_LAYOUT_KEYS = ("layer", "channels", "per_row", "sprite_size")
 
-SpritemapSource = str | os.PathLike[str] | np.ndarray | Image.Image
-
-
-def manifest_path_for(image_path: str | os.PathLike[str]) -> Path:
-    """The manifest file that sits beside a saved spritemap grid (same name, .json suffix)."""
-    return Path(image_path).with_suffix(".json")
+SpritemapSource = str | os.PathLike[str] | bytes | np.ndarray | Image.Image
 
 
 class Spritemap:
@@ -58,24 +63,29 @@ class Spritemap:
         self.per_row = positive_int(per_row, "spritemap per_row", error=SpritemapError)
         self.sprite_size = positive_int(sprite_size, "spritemap sprite_size", error=SpritemapError)
         self.channels = positive_int(channels, "spritemap channels", error=SpritemapError)
+        check_sprite_size(self.sprite_size, SpritemapError)
+        check_grid(*self.grid_size, None, "the spritemap grid", SpritemapError)
         self.layer = layer
         self.manifest = manifest
         self._url: str | None = None
         self._path: Path | None = None
+        self._encoded: bytes | None = None
         self._grid: Image.Image | None = None
-        if isinstance(source, Image.Image):
+        if isinstance(source, (bytes, bytearray)):
+            self._encoded = bytes(source)
+        elif isinstance(source, Image.Image):
             self._grid = _check_grid(source.convert("RGB"), self, "the PIL image")
         elif isinstance(source, np.ndarray):
             self._grid = _check_grid(_array_to_image(source), self, "the array")
         elif isinstance(source, str) and _scheme(source) in ("http", "https", "data"):
             self._url = source
-        elif isinstance(source, str) and len(_scheme(source)) > 1:
+        elif isinstance(source, str) and len(_scheme(source)) > 1 and _scheme(source) != "file":
             raise SpritemapError(
                 f"spritemap URL {_short(source)!r} has scheme {_scheme(source)!r}; "
                 "only http, https and data URLs (or a local file path) are allowed"
             )
         elif isinstance(source, (str, os.PathLike)):
-            path = Path(source).expanduser()
+            path = local_path(source)
             if not path.is_file():
                 raise SpritemapError(
                     f"spritemap file {str(path)!r} does not exist; pass an existing image file, "
@@ -85,13 +95,19 @@ class Spritemap:
         else:
             raise SpritemapError(
                 f"cannot use a {type(source).__name__} as a spritemap source; pass an http(s) "
-                "or data URL, a file path, a uint8 HxWx3 numpy array or a PIL image"
+                "or data URL, a file path, encoded image bytes, a uint8 HxWx3 numpy array or a "
+                "PIL image"
             )
 
     @property
     def rows(self) -> int:
         """How many rows of sprites the grid needs for its channels."""
         return math.ceil(self.channels / self.per_row)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """The (width, height) in pixels of a grid holding every sprite."""
+        return self.per_row * self.sprite_size, self.rows * self.sprite_size
 
     @property
     def is_remote(self) -> bool:
@@ -122,7 +138,11 @@ class Spritemap:
                     "and pass the local file to read its sprites in Python"
                 )
             what = f"spritemap file {str(self._path)!r}" if self._path else "the data: URL"
-            raw = _read_data_url(self._url) if self._url else self._path
+            if self._encoded is not None:
+                raw: Path | io.BytesIO = io.BytesIO(self._encoded)
+                what = f"spritemap grid {str(self._path)!r}" if self._path else "the grid bytes"
+            else:
+                raw = _read_data_url(self._url) if self._url else self._path
             self._grid = _check_grid(_read_image(raw, what), self, what)
         return self._grid
 
@@ -168,14 +188,15 @@ class Spritemap:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the grid (JPEG or PNG by suffix) and its JSON manifest beside it, atomically."""
-        target = Path(path).expanduser()
-        image_format = IMAGE_FORMATS.get(target.suffix.lower())
-        if image_format is None:
-            raise SpritemapError(
-                f"cannot save a spritemap as {target.name!r}: the name must end in "
-                f"{', '.join(IMAGE_FORMATS)}"
-            )
+        """Write the grid (JPEG or PNG by suffix) and its JSON manifest beside it, as one pair.
+
+        A reader sees the old pair or the new one, never a mix; a NAME.json that is not a
+        spritemap manifest is never replaced (_spritemap_files.py).
+        """
+        target = local_path(path)
+        check_save_target(target)
+        image_format = IMAGE_FORMATS[target.suffix.lower()]
+        check_grid(*self.grid_size, image_format, "the spritemap grid", SpritemapError)
         buffer = io.BytesIO()
         options = {"quality": JPEG_QUALITY} if image_format == "JPEG" else {"optimize": True}
         self.image().save(buffer, format=image_format, **options)
@@ -191,65 +212,25 @@ class Spritemap:
             "image_sha256": hashlib.sha256(data).hexdigest(),
         }
         manifest = {**layout, **(self.manifest or {}), **layout}  # layout first, and it wins
-        manifest_path = manifest_path_for(target)
-        if manifest_path == target:
-            raise SpritemapError(f"the grid and its manifest would both be {str(target)!r}")
-        with atomic_write(target, "wb") as handle:
-            handle.write(data)
-        write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
-        return target
+        return save_pair(target, data, manifest)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Spritemap:
-        """Read a spritemap saved by `save`: give the grid image or its .json manifest."""
-        given = Path(path).expanduser()
-        manifest_path = given if given.suffix.lower() == ".json" else manifest_path_for(given)
-        if not manifest_path.is_file():
-            raise SpritemapError(
-                f"no spritemap manifest at {str(manifest_path)!r}; Spritemap.load reads what "
-                "Spritemap.save or `semdict spritemap` wrote (a grid image plus a .json beside it)"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if not isinstance(manifest, dict):
-                raise SpritemapError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SpritemapError(
-                f"spritemap manifest {str(manifest_path)!r} is not valid JSON ({exc})"
-            ) from exc
-        if manifest.get("kind") != MANIFEST_KIND or manifest.get("schema") != MANIFEST_SCHEMA:
-            raise SpritemapError(
-                f"{str(manifest_path)!r} is not a version-{MANIFEST_SCHEMA} spritemap manifest; "
-                "rebuild the spritemap with this version of semdict_onnx"
-            )
-        missing = [key for key in (*_LAYOUT_KEYS, "image") if key not in manifest]
-        if missing:
-            raise SpritemapError(
-                f"spritemap manifest {str(manifest_path)!r} lacks {', '.join(missing)}"
-            )
-        image_path = manifest_path.parent / manifest["image"]
-        if not image_path.is_file():
-            raise SpritemapError(
-                f"spritemap manifest {str(manifest_path)!r} names grid {manifest['image']!r}, "
-                f"which is not in {str(manifest_path.parent)!r}"
-            )
-        expected = manifest.get("image_sha256")
-        if expected and hashlib.sha256(image_path.read_bytes()).hexdigest() != expected:
-            raise SpritemapError(
-                f"spritemap grid {str(image_path)!r} does not match its manifest (sha256 differs): "
-                "one of the two was replaced; rebuild or re-save the spritemap"
-            )
-        try:
-            return cls(
-                image_path,
-                per_row=manifest["per_row"],
-                sprite_size=manifest["sprite_size"],
-                channels=manifest["channels"],
-                layer=manifest["layer"],
-                manifest=manifest,
-            )
-        except TypeError as exc:
-            raise SpritemapError(f"spritemap manifest {str(manifest_path)!r}: {exc}") from exc
+        """Read a spritemap saved by `save`: give the grid image or its .json manifest.
+
+        The manifest is checked field by field and its grid must sit in its own folder.
+        """
+        manifest, grid, data = load_pair(path)
+        loaded = cls(
+            data,
+            per_row=manifest["per_row"],
+            sprite_size=manifest["sprite_size"],
+            channels=manifest["channels"],
+            layer=manifest.get("layer"),
+            manifest=manifest,
+        )
+        loaded._path = grid
+        return loaded
 
     def __repr__(self) -> str:
         where = _short(self._url) if self._url else str(self._path) if self._path else "in memory"
@@ -295,10 +276,20 @@ def _read_data_url(url: str) -> io.BytesIO:
 def _read_image(source: Path | io.BytesIO, what: str) -> Image.Image:
     """Decode an image file or buffer to RGB, or a clear error."""
     try:
-        with Image.open(source) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            opened = Image.open(source)
+        with opened:
+            check_grid(*opened.size, None, what, SpritemapError)  # before decoding it
             return opened.convert("RGB")
-    except (OSError, ValueError, UnidentifiedImageError) as exc:
-        raise SpritemapError(f"{what} is not a readable image ({exc})") from exc
+    except UnidentifiedImageError:
+        raise SpritemapError(f"{what} is not a readable image (no format PIL reads)") from None
+    except Image.DecompressionBombError as exc:
+        raise SpritemapError(f"{what} is too large to open ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        if isinstance(exc, SpritemapError):
+            raise
+        raise SpritemapError(f"{what} is truncated or corrupt ({exc})") from exc
 
 
 def _check_grid(grid: Image.Image, spritemap: Spritemap, what: str) -> Image.Image:

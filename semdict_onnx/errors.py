@@ -58,6 +58,11 @@ class ProviderError(SemdictError, RuntimeError):
     """An execution provider that was asked for but cannot run here."""
 
 
+class WriteError(SemdictError, OSError):
+    """An output that cannot be written: no permission, a read-only or full disk, a folder
+    where a file goes or a file where a folder goes. The message names the path."""
+
+
 class DownloadError(SemdictError, OSError):
     """A download that failed, was cut short, or did not match its checksum."""
 

@@ -181,26 +181,103 @@ def broken_head(graph_def, change: str):
 
 
 @pytest.mark.parametrize("change", ["max pool", "same padding", "no reshape"])
-def test_a_class_head_of_another_shape_is_refused(replica_graphdef_path, change):
+def test_a_class_head_of_another_shape_is_named_and_not_rewritten(replica_graphdef_path, change):
     from semdict_onnx.export import ConversionError
-    from semdict_onnx.export._convert import load_graphdef, variable_size_graphdef
+    from semdict_onnx.export._convert import (
+        class_head_problem,
+        load_graphdef,
+        variable_size_graphdef,
+    )
 
     graph_def = broken_head(load_graphdef(replica_graphdef_path), change)
+    assert class_head_problem(graph_def) == (
+        "the class head is not the expected avgpool0 (AvgPool, VALID) -> Reshape "
+        "[-1, channels] -> softmax2's MatMul"
+    )
     with pytest.raises(ConversionError, match="class head is not the expected avgpool0"):
         variable_size_graphdef(graph_def)
+    assert class_head_problem(load_graphdef(replica_graphdef_path)) is None
 
 
-def test_a_class_pool_that_is_not_global_fails_the_export(replica_graphdef_path, tmp_path):
+def test_a_class_pool_that_is_not_global_is_named(replica_graphdef_path):
+    from semdict_onnx.export._convert import class_head_problem, load_graphdef
+
+    broken = broken_head(load_graphdef(replica_graphdef_path), "smaller kernel")
+    assert class_head_problem(broken) == (
+        "avgpool0 pools [5, 5] but its input is [7, 7] at 224x224: not a global pool, so a "
+        "global mean would change softmax2"
+    )
+
+
+def squeezed_head(graph_def):
+    """The replica with another class head: avgpool0 -> Squeeze([1, 2]) instead of Reshape,
+    the same numbers at 224x224 in a pattern the size rewrite does not know."""
+    from semdict_onnx.export._tf_env import import_tensorflow
+
+    tf = import_tensorflow()
+    variant = tf.compat.v1.GraphDef()
+    variant.CopyFrom(graph_def)
+    reshape = next(node for node in variant.node if node.name == "avgpool0/reshape")
+    reshape.op = "Squeeze"
+    del reshape.input[1:]
+    reshape.attr.pop("Tshape")
+    reshape.attr["squeeze_dims"].list.i.extend([1, 2])
+    return variant
+
+
+def test_an_unknown_class_head_exports_a_fixed_size_model_with_a_warning(
+    replica_graphdef_path, tmp_path
+):
+    """Bug: a class head other than Lucid's exact pattern failed the whole export."""
+    from semdict_onnx.errors import ImageError
     from semdict_onnx.export._convert import load_graphdef
+    from semdict_onnx.export._pipeline import fixed_size_warning
 
     graphdef = tmp_path / "InceptionV1.pb"
-    broken = broken_head(load_graphdef(replica_graphdef_path), "smaller kernel")
-    graphdef.write_bytes(broken.SerializeToString())
+    graphdef.write_bytes(squeezed_head(load_graphdef(replica_graphdef_path)).SerializeToString())
     output = tmp_path / "out" / "googlenet.onnx"
     result = export("--graphdef", graphdef, "--output", output, "--labels", "none")
-    assert result.returncode == 1
-    assert "avgpool0 pools [5, 5] but its input is [7, 7] at 224x224" in result.stderr
-    assert "not a global pool" in result.stderr and "No model was written" in result.stderr
+    assert result.returncode == 0, result.stderr
+    warning = fixed_size_warning(
+        "the class head is not the expected avgpool0 (AvgPool, VALID) -> Reshape "
+        "[-1, channels] -> softmax2's MatMul"
+    )
+    assert f"warning: {warning}\n" in result.stderr
+    assert "FIXED-SIZE model instead: it takes only 224x224 images" in warning
+    assert "input: only 224x224 images" in result.stdout
+    assert "224x320" not in result.stdout  # no parity check at a size the model does not take
+    dims = onnx.load(output).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [224, 224, 3]
+
+    from semdict_onnx import load_model, semantic_dict
+
+    model = load_model(output)
+    assert (model.info.input.variable_size, model.input_size) == (False, (224, 224))
+    image = np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    acts = model.activations(image, ["mixed4d", "softmax2"])
+    assert acts["mixed4d"].shape == (1, 14, 14, 528) and acts["softmax2"].shape == (1, 1008)
+    assert semantic_dict(image, "mixed4d", model).rows == 14
+    with pytest.raises(ImageError, match="this model takes only 224x224 images, not 224x320"):
+        model.activations(image, "mixed4d", size=(224, 320))
+    assert leftovers(output.parent) == ["googlenet.onnx"]
+
+
+def test_ctrl_c_during_an_export_writes_nothing_and_a_killed_ones_leftovers_go(tmp_path):
+    """Bugs: Ctrl-C printed a traceback; a killed export's .googlenet.onnx.*.part files stayed
+    for good."""
+    from cli_runs import COMMAND, interrupt
+
+    output = tmp_path / "out" / "googlenet.onnx"
+    output.parent.mkdir()
+    stale = output.parent / ".googlenet.onnx.k1ll3d00.part"
+    stale.write_bytes(b"half of a model")
+    os.utime(stale, (1, 1))  # from an export killed long ago
+    command = [*COMMAND, "export", "--replica", "--output", str(output), "--cache-dir",
+               str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    result = interrupt(command, lambda stdout, stderr: "converting" in stdout)
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.last_line == "semdict export: interrupted; nothing written"
     assert leftovers(output.parent) == []
 
 
@@ -320,6 +397,8 @@ def test_missing_graphdef_fails(tmp_path):
     assert result.returncode == 1
     assert "no such file" in result.stderr
     assert not output.exists()
+    folder = export("--graphdef", tmp_path, "--output", output)
+    assert folder.returncode == 1 and f"--graphdef {tmp_path} is a folder" in folder.stderr
 
 
 def test_checksum_mismatch_fails_without_output(replica_graphdef_path, tmp_path):
@@ -343,8 +422,8 @@ def test_parity_failure_writes_nothing(replica_graphdef_path, tmp_path, monkeypa
 
     working_convert = _convert.convert
 
-    def broken_convert(graph_def):
-        model = working_convert(graph_def)
+    def broken_convert(graph_def, variable_size=True):
+        model = working_convert(graph_def, variable_size)
         weights = next(t for t in model.graph.initializer if "conv2d2_w" in t.name)
         array = -onnx.numpy_helper.to_array(weights)
         weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))

@@ -252,7 +252,7 @@ def test_load_explains_what_is_wrong(grid, tmp_path):
     with pytest.raises(SpritemapError, match="is not a version-1 spritemap manifest"):
         Spritemap.load(path)
     manifest_path.write_text(json.dumps({k: v for k, v in good.items() if k != "per_row"}))
-    with pytest.raises(SpritemapError, match="lacks per_row"):
+    with pytest.raises(SpritemapError, match="lacks .per_row."):
         Spritemap.load(path)
     manifest_path.write_text(json.dumps({**good, "image": "gone.png"}))
     with pytest.raises(SpritemapError, match="names grid 'gone.png', which is not in"):

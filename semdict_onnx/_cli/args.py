@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .._defaults import DEFAULT_BATCH_SIZE
+from .._paths import local_path
 
 MODEL_HELP = "exported ONNX model (default: scripts/export.py's)"
 
@@ -40,7 +41,7 @@ def add_image_folder_arguments(parser: argparse.ArgumentParser, layer_help: str)
     parser.add_argument(
         "--images", required=True, help="folder of images (searched recursively) or one image"
     )
-    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--model", type=local_path, help=MODEL_HELP)
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:

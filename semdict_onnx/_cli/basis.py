@@ -4,17 +4,19 @@
                   [--passes 1] [--batch-size N] [--seed 0] [--no-progress]
 
 A thin layer over `fit_basis` and `Basis.save`; the file it writes is what `semdict IMAGE...
---basis BASIS.npz` and `semdict spritemap --basis BASIS.npz` read.
+--basis BASIS.npz` and `semdict spritemap --basis BASIS.npz` read. --out is checked for writing
+before any image is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 
+from .._atomic import check_output_file
 from .._defaults import DEFAULT_GROUPS
 from .._nmf import NMF_SEED, fit_basis
+from .._paths import local_path
 from ..errors import OptionError
 from .args import add_batch_arguments, add_image_folder_arguments, positive_int
 
@@ -44,9 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Fit and save the basis and say what was written; 0 on success."""
-    out = Path(args.out).expanduser()
+    out = local_path(args.out)
     if out.suffix.lower() != ".npz":
         raise OptionError(f"--out {str(out)!r} must end in .npz")
+    check_output_file(out, "--out")  # before minutes of work, not after
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         basis = fit_basis(

@@ -11,8 +11,9 @@
     semdict export [--replica | --graphdef PATH] [--output PATH]   (needs the export extra)
 
 Each subcommand is a module whose `add_parser(subparsers)` adds its parser and sets the
-`run(args) -> int` it calls; a new subcommand is one more entry in SUBCOMMANDS. A run
-reports a SemdictError as one line on stderr and exit status 1 (argparse's own errors: 2).
+`run(args) -> int` it calls; a new subcommand is one more entry in SUBCOMMANDS. Every run
+goes through `outcome.run_command`: a SemdictError or any other OSError is one line on stderr
+and exit status 1, Ctrl-C one line and 130, never a traceback (argparse's own errors: 2).
 `semdict IMAGE...` is short for `semdict pages IMAGE...`: when the first argument names no
 subcommand, the default subcommand's parser reads the arguments. A thin layer over the
 public API; `python -m semdict_onnx` runs it too.
@@ -25,9 +26,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._featurevis import _cli as featurevis
-from ..errors import SemdictError
 from ..export import _cli as export
 from . import basis, layers, pages, prepare, spritemap
+from .outcome import run_command
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], ...] = (
     pages.add_parser,
@@ -61,13 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     names_command = not arguments or arguments[0] in (*commands, "-h", "--help")
     args = (parser if names_command else commands[DEFAULT_COMMAND]).parse_args(arguments)
-    try:
-        return args.run(args)
-    except SemdictError as exc:
-        command = getattr(args, "command", None) or DEFAULT_COMMAND
-        who = "semdict" if command == DEFAULT_COMMAND else f"semdict {command}"
-        print(f"{who}: error: {exc}", file=sys.stderr)
-        return 1
+    command = getattr(args, "command", None) or DEFAULT_COMMAND
+    return run_command(args, "semdict" if command == DEFAULT_COMMAND else f"semdict {command}")
 
 
 if __name__ == "__main__":

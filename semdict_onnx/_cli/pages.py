@@ -1,25 +1,31 @@
 """`semdict pages IMAGE... --out DIR` (also plain `semdict IMAGE...`): a page per image.
 
-Writes `DIR/<image name>-<layer>.html` per image (names made safe and unique), or one gallery
-page, optionally with each dictionary's top-k tables beside it. A bad image is named on
-stderr and the others still get their pages (exit status 1). A thin layer over
-`semantic_dict`, `SemanticDict.save` and `Gallery`.
+Writes `DIR/<image name>-<layer>.html` per image, or one gallery page, optionally with each
+dictionary's top-k tables beside it. Page names keep the image name's letters in any script
+(`猫.jpg` -> `猫-mixed4d.html`) and replace only what is unsafe in a file name; two images of
+one name get `-2`, `-3`, ..., compared as a case-insensitive file system would, so no page
+of a run overwrites another. --out is made and checked for writing before any image is read.
+An image that fails (unreadable, or its page cannot be written) is named on stderr at the end
+and the others still get their pages (exit status 1); Ctrl-C keeps the pages finished so far.
+A thin layer over `semantic_dict`, `SemanticDict.save` and `Gallery`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import re
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._atomic import write_text_atomic
+from .._atomic import check_output_folder, write_text_atomic
 from .._bases import NEURONS, NMF_METHOD, Basis
 from .._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from .._images import source_name
 from .._model import load_model
+from .._paths import local_path
 from .._pipeline import semantic_dict
 from .._progress import progress_bar
 from .._ranking import check_top_k
@@ -27,9 +33,11 @@ from .._results import SCALES, Gallery, SemanticDict
 from .._spritemap import Spritemap
 from ..errors import OptionError, SemdictError
 from .args import MODEL_HELP, input_size, positive_int
+from .outcome import Interrupted, describe_os_error
 
 NAME = "pages"
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Room for "-2.html" and more within the 255 bytes most file systems allow in a name.
+MAX_NAME_BYTES = 200
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,9 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Write a standalone semantic dictionary page (HTML) for each image.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or http(s) URLs")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write the pages to")
+    parser.add_argument(
+        "--out", required=True, type=local_path, help="folder to write the pages to"
+    )
     parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer (default {DEFAULT_LAYER})")
-    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--model", type=local_path, help=MODEL_HELP)
     parser.add_argument(
         "--top-k", type=positive_int, default=DEFAULT_TOP_K, help="channels per position"
     )
@@ -95,15 +105,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _is_safe(char: str) -> bool:
+    """Letters, marks and digits of any script, and . _ - (never a separator or control)."""
+    return char in "._-" or unicodedata.category(char)[0] in "LMN"
+
+
+def safe_file_stem(text: str) -> str:
+    """`text` as a file name stem: NFC, each run of unsafe characters one `_`, no leading or
+    trailing dots, dashes or underscores, at most MAX_NAME_BYTES of UTF-8."""
+    text = unicodedata.normalize("NFC", text)
+    runs = itertools.groupby(text, _is_safe)
+    stem = "".join("".join(chars) if safe else "_" for safe, chars in runs).strip("._-")
+    encoded = stem.encode("utf-8")[:MAX_NAME_BYTES]
+    return encoded.decode("utf-8", errors="ignore").rstrip("._-")
+
+
 def page_name(image: str, layer: str, taken: set[str]) -> str:
-    """A safe, unused file name for an image's page: <image stem>-<layer>.html."""
-    stem = Path(source_name(image)).stem
-    base = _UNSAFE_NAME.sub("_", f"{stem}-{layer}").strip("._-") or "image"
+    """A safe file name for an image's page, <image stem>-<layer>.html, unused in `taken`.
+
+    `taken` holds the names given so far, case-folded, since a case-insensitive file system
+    (macOS, Windows) would store Cat-x.html and cat-x.html as one file.
+    """
+    parts = (safe_file_stem(Path(source_name(image)).stem), safe_file_stem(layer))
+    base = safe_file_stem("-".join(part for part in parts if part)) or "image"
     name, number = f"{base}.html", 1
-    while name in taken:
+    while name.casefold() in taken:
         number += 1
         name = f"{base}-{number}.html"
-    taken.add(name)
+    taken.add(name.casefold())
     return name
 
 
@@ -144,28 +173,34 @@ def run(args: argparse.Namespace) -> int:
     model.input_size_for(model.input_size, args.size)  # a size this model cannot take
     if args.gallery and Path(args.gallery).name != args.gallery:
         raise OptionError(f"--gallery {args.gallery!r} must be a file name, not a path")
+    check_output_folder(args.out, "--out")  # before any image is read
     options = {"basis": bases, "n_groups": args.groups, "scale": args.scale, "size": args.size}
     written: list[Path] = []
     done: list[SemanticDict] = []
     failed: list[str] = []
-    taken: set[str] = set()
-    bar = progress_bar(
-        args.images, unit="image", desc=f"semdict {args.layer}", disable=args.no_progress
-    )
-    for image in bar:
-        try:
-            result = semantic_dict(image, args.layer, model, args.top_k, spritemaps, **options)
-            page = args.out / page_name(image, args.layer, taken)
-            if not args.gallery:
-                written.append(result.save(page))
-            written += _write_tables(result, page, args.tables)
-            done.append(result)
-        except SemdictError as exc:
-            failed.append(f"{image}: {exc}")
-    bar.close()
-    if args.gallery and done:
-        title = f"{args.layer}: {len(done)} images"
-        written.append(Gallery(done, title).save(args.out / args.gallery))
+    taken: set[str] = {args.gallery.casefold()} if args.gallery else set()
+    desc = f"semdict {args.layer}"
+    try:
+        with progress_bar(args.images, unit="image", desc=desc, disable=args.no_progress) as bar:
+            for image in bar:
+                try:
+                    result = semantic_dict(
+                        image, args.layer, model, args.top_k, spritemaps, **options
+                    )
+                    page = args.out / page_name(image, args.layer, taken)
+                    if not args.gallery:
+                        written.append(result.save(page))
+                    written += _write_tables(result, page, args.tables)
+                    done.append(result)
+                except SemdictError as exc:
+                    failed.append(f"{image}: {exc}")
+                except OSError as exc:
+                    failed.append(f"{image}: {describe_os_error(exc)}")
+        if args.gallery and done:
+            title = f"{args.layer}: {len(done)} images"
+            written.append(Gallery(done, title).save(args.out / args.gallery))
+    except KeyboardInterrupt:
+        raise Interrupted(written) from None
     for path in written:
         print(f"wrote {path}")
     for failure in failed:

@@ -4,18 +4,21 @@
                       [--sprite-size N] [--per-row N] [--examples-per-channel N]
                       [--crop-size N] [--batch-size N] [--basis BASIS.npz] [--no-progress]
 
-A thin layer over `build_spritemap` and `Spritemap.save`.
+A thin layer over `build_spritemap` and `Spritemap.save`. The grid's size limits (JPEG's side
+limit too), the output's folder and an existing NAME.json are checked before any image is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 
 from .._bases import Basis
-from .._dataset_examples import DEFAULT_SPRITE_SIZE, build_spritemap
-from .._spritemap import IMAGE_FORMATS, manifest_path_for
+from .._dataset_examples import DEFAULT_SPRITE_SIZE, build_spritemap, grid_layout
+from .._limits import check_grid
+from .._model import load_model
+from .._paths import local_path
+from .._spritemap_files import IMAGE_FORMATS, check_save_target, manifest_path_for
 from ..errors import OptionError
 from .args import add_batch_arguments, add_image_folder_arguments, positive_int
 
@@ -59,18 +62,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Build and save the spritemap and say what was written; 0 on success."""
-    out = Path(args.out).expanduser()
+    out = local_path(args.out)
     if out.suffix.lower() not in IMAGE_FORMATS:
         raise OptionError(
             f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
         )
+    model = load_model(args.model)
+    channels = model.info.layer(args.layer).channels
     basis = Basis.load(args.basis, layer=args.layer) if args.basis else None
+    sprites = basis.k if basis is not None else channels
+    per_row, rows = grid_layout(sprites, args.sprite_size, args.per_row)
+    size = args.sprite_size
+    image_format = IMAGE_FORMATS[out.suffix.lower()]
+    check_grid(per_row * size, rows * size, image_format, "the spritemap grid", OptionError)
+    check_save_target(out, "--out")  # before minutes of work, not after
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the skipped files are printed below
         spritemap = build_spritemap(
             args.images,
             args.layer,
-            args.model,
+            model,
             sprite_size=args.sprite_size,
             per_row=args.per_row,
             examples_per_channel=args.examples_per_channel,

@@ -21,6 +21,7 @@ from pathlib import Path
 from .._bases import Basis
 from .._cli.args import MODEL_HELP, positive_int
 from .._spritemap import IMAGE_FORMATS, manifest_path_for
+from .._spritemap_files import check_save_target
 from ..errors import OptionError, SemdictError
 from ._settings import DEFAULT_LEARNING_RATE, DEFAULT_SIZE, DEFAULT_STEPS
 
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(
             f"--out {str(out)!r} must end in {', '.join(IMAGE_FORMATS)} (the grid image)"
         )
+    check_save_target(out, "--out")  # writable, and no foreign NAME.json: before the render
     from ._render import render_spritemap  # the gradient machinery loads only for a render
 
     basis = Basis.load(args.basis, layer=args.layer) if args.basis else None

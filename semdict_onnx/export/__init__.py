@@ -27,6 +27,7 @@ from ._cli import main
 from ._errors import (
     ConversionError,
     ExportDependencyError,
+    FixedSizeWarning,
     GraphDefNotFoundError,
     LabelsError,
     ParityError,
@@ -37,6 +38,7 @@ __all__ = [
     "ConversionError",
     "ExportDependencyError",
     "ExportResult",
+    "FixedSizeWarning",
     "GraphDefNotFoundError",
     "LabelsError",
     "ParityError",

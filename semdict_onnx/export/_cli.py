@@ -9,6 +9,8 @@
 
 Only the pipeline imports TensorFlow, when an export starts, so --help and usage errors
 answer at once, and where the `export` extra is missing the command says what to install.
+The output file and the data folder are checked for writing before the export starts; how a
+failure or Ctrl-C ends the command (one line, exit 1 or 130) is semdict_onnx/_cli/outcome.py's.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from semdict_onnx import _paths as paths
+from semdict_onnx._atomic import check_output_file, check_output_folder
+from semdict_onnx._cli.outcome import run_command
 from semdict_onnx.errors import DownloadError, SemdictError
 
 from ._download import normalize_sha256, sha256_of
-from ._errors import GraphDefNotFoundError
+from ._errors import FixedSizeWarning, GraphDefNotFoundError
 from ._googlenet import GRAPHDEF_URL, LABELS_NAME, LABELS_URL
 from ._pipeline import export_graphdef, fetch_graphdef
 
@@ -113,7 +119,13 @@ def _source_graphdef(args: argparse.Namespace, cache_dir: Path) -> Path:
         print(f"built {path} (replica GraphDef, random weights)")
         return path
     if args.graphdef is not None:
-        path = Path(args.graphdef).expanduser()
+        path = paths.local_path(args.graphdef)
+        if path.is_dir():
+            inside = path / paths.GRAPHDEF_NAME
+            hint = f" such as {inside}" if inside.is_file() else ""
+            raise GraphDefNotFoundError(
+                f"--graphdef {path} is a folder; pass the GraphDef file itself{hint}"
+            )
         if not path.is_file():
             raise GraphDefNotFoundError(
                 f"--graphdef {path}: no such file; check the path, or leave out --graphdef "
@@ -134,31 +146,45 @@ def _check_pin(path: Path, sha256: str | None) -> str:
     return actual
 
 
+def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """A `warnings.showwarning` that prints the export's own warnings as one line on stderr
+    (`warning: ...`) and hands every other warning to `show`."""
+
+    def one_line(message: Warning | str, category: type[Warning], *args: object, **kw: object):
+        if issubclass(category, FixedSizeWarning):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, *args, **kw)
+
+    return one_line
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the export the parsed `args` describe; 0 on success, 1 with a message on failure."""
-    cache_dir = paths.data_dir(args.cache_dir)
-    output = (
-        Path(args.output).expanduser() if args.output else paths.default_model_path(args.cache_dir)
-    )
+    cache_dir = paths.data_dir(args.cache_dir and paths.local_path(args.cache_dir))
+    output = paths.local_path(args.output) if args.output else paths.default_model_path(cache_dir)
     try:
+        check_output_file(output, "--output")  # before minutes of work, not after
+        if args.replica or args.graphdef is None:
+            check_output_folder(cache_dir, "the data folder (--cache-dir)")
         graphdef_path = _source_graphdef(args, cache_dir)
         digest = _check_pin(graphdef_path, args.sha256)
         print(f"source graph sha256: {digest}")
         if not args.sha256 and not args.replica:
             print(f"  (pin it: {args.prog} --sha256 {digest} ...)")
-        result = export_graphdef(
-            graphdef_path,
-            output,
-            labels=_default_labels(args, graphdef_path),
-            cache_dir=cache_dir,
-            progress=not args.no_progress,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", FixedSizeWarning)
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            result = export_graphdef(
+                graphdef_path,
+                output,
+                labels=_default_labels(args, graphdef_path),
+                cache_dir=cache_dir,
+                progress=not args.no_progress,
+            )
     except SemdictError as exc:
-        print(f"export failed: {exc}\nNo model was written to {output}.", file=sys.stderr)
+        print(f"export failed: {exc}. No model was written to {output}.", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\nexport interrupted; no model was written to {output}.", file=sys.stderr)
-        return 130
     info = result.info
     size_mb = os.path.getsize(result.path) / 1e6
     print(f"wrote {result.path} ({size_mb:.1f} MB) in {result.seconds:.1f} s")
@@ -177,4 +203,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """The export as a command of its own (`prog` names it in help and hints)."""
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
     args = add_arguments(parser).parse_args(argv)
-    return args.run(args)
+    return run_command(args, parser.prog)

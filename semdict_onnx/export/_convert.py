@@ -12,7 +12,10 @@ convolutions and SAME pools, which run at any size; only the class head is tied 
 `avgpool0` is a 7x7 VALID average pool, global at that size, before a reshape to
 `[-1, 1024]`. `variable_size_graphdef` replaces it by the mean over height and width (the same
 numbers at 224x224) so that softmax2, which ONNX Runtime computes on every run, works at
-every size too.
+every size too. That rewrite needs Lucid's exact head; `class_head_problem` says why a graph's
+head is not it, and such a graph is converted as it is with its input fixed at 224x224, the
+size the network was trained at (`convert(..., variable_size=False)`): a fixed-size model
+rather than no model.
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ def _node_name(tensor: str) -> str:
     return tensor.lstrip("^").split(":")[0]
 
 
-def _class_pool(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.NodeDef:
-    """The class head's average pool, checked to sit in Lucid's pattern.
+def _class_pool(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.NodeDef | None:
+    """The class head's average pool if it sits in Lucid's pattern, else None.
 
     Expected: `avgpool0` (AvgPool, NHWC, VALID) whose only consumer is a Reshape to
     `[-1, channels]` (shape from a Const) that feeds softmax2's MatMul.
@@ -90,7 +93,11 @@ def _class_pool(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.NodeDef:
         node for node in graph_def.node if any(_node_name(i) == CLASS_POOL for i in node.input)
     ]
     reshape = consumers[0] if len(consumers) == 1 else None
-    shape = nodes.get(_node_name(reshape.input[1])) if reshape is not None else None
+    shape = (
+        nodes.get(_node_name(reshape.input[1]))
+        if reshape is not None and len(reshape.input) > 1
+        else None
+    )
     target = (
         tf.make_ndarray(shape.attr["value"].tensor).tolist()
         if shape is not None and shape.op == "Const"
@@ -116,17 +123,11 @@ def _class_pool(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.NodeDef:
         and target[0] == -1
         and len(matmuls) == 1
     )
-    if not found:
-        raise ConversionError(
-            f"the source graph's class head is not the expected {CLASS_POOL} (AvgPool, VALID) "
-            f"-> Reshape [-1, channels] -> {CLASS_OUTPUT}'s MatMul, so it cannot be made to "
-            "take other input sizes; is it really Lucid's InceptionV1?"
-        )
-    return pool
+    return pool if found else None
 
 
-def _check_global_pool(graph_def: tf.compat.v1.GraphDef, pool: tf.compat.v1.NodeDef) -> None:
-    """Refuse a class pool that does not cover its whole input at the trained size."""
+def _pool_problem(graph_def: tf.compat.v1.GraphDef, pool: tf.compat.v1.NodeDef) -> str | None:
+    """Why the class pool is not global over its input at the trained size (None: it is)."""
     graph = tf.Graph()
     with graph.as_default():
         image = tf.compat.v1.placeholder(tf.float32, [1, INPUT_SIZE, INPUT_SIZE, 3])
@@ -141,21 +142,38 @@ def _check_global_pool(graph_def: tf.compat.v1.GraphDef, pool: tf.compat.v1.Node
         pooled = graph.get_tensor_by_name(f"{_SCOPE}/{tensor}").shape.as_list()
     kernel = list(pool.attr["ksize"].list.i)
     if len(pooled) != 4 or kernel != [1, *pooled[1:3], 1]:
-        raise ConversionError(
+        return (
             f"{CLASS_POOL} pools {kernel[1:3]} but its input is {pooled[1:3]} at "
             f"{INPUT_SIZE}x{INPUT_SIZE}: not a global pool, so a global mean would change "
             f"{CLASS_OUTPUT}"
         )
+    return None
+
+
+def class_head_problem(graph_def: tf.compat.v1.GraphDef) -> str | None:
+    """Why the class head cannot be made to take any input size (None: it can)."""
+    pool = _class_pool(graph_def)
+    if pool is None:
+        return (
+            f"the class head is not the expected {CLASS_POOL} (AvgPool, VALID) -> Reshape "
+            f"[-1, channels] -> {CLASS_OUTPUT}'s MatMul"
+        )
+    return _pool_problem(graph_def, pool)
 
 
 def variable_size_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
     """A copy of `graph_def` that runs at any input size, the same at 224x224.
 
     `avgpool0` becomes the mean over height and width (kept dims, same name), and the
-    source's `input` placeholder, if it states a shape, accepts any height and width.
+    source's `input` placeholder, if it states a shape, accepts any height and width. A head
+    that is not Lucid's is a ConversionError (see `class_head_problem`).
     """
-    pool = _class_pool(graph_def)
-    _check_global_pool(graph_def, pool)
+    problem = class_head_problem(graph_def)
+    if problem is not None:
+        raise ConversionError(
+            f"{problem}, so it cannot be made to take other input sizes; is it really Lucid's "
+            "InceptionV1?"
+        )
     result = tf.compat.v1.GraphDef()
     result.CopyFrom(graph_def)
     for node in result.node:
@@ -186,16 +204,20 @@ def variable_size_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.Gra
     return result
 
 
-def _wrapper_graphdef(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:
+def _wrapper_graphdef(
+    graph_def: tf.compat.v1.GraphDef, variable_size: bool
+) -> tf.compat.v1.GraphDef:
     """A graph with input `image` [N, H, W, 3] in [0, 1] that rescales it and runs `graph_def`.
 
-    `graph_def` is made size-independent first (`variable_size_graphdef`).
+    With `variable_size`, `graph_def` is made size-independent first
+    (`variable_size_graphdef`) and H and W are free; else both are INPUT_SIZE.
     """
-    source = variable_size_graphdef(graph_def)
+    source = variable_size_graphdef(graph_def) if variable_size else graph_def
+    side = None if variable_size else INPUT_SIZE
     low, high = NETWORK_RANGE
     graph = tf.Graph()
     with graph.as_default():
-        image = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name=INPUT_NAME)
+        image = tf.compat.v1.placeholder(tf.float32, [None, side, side, 3], name=INPUT_NAME)
         scaled = image * np.float32(high - low) + np.float32(low)
         try:
             tf.import_graph_def(source, input_map={f"{SOURCE_INPUT}:0": scaled}, name=_SCOPE)
@@ -245,9 +267,12 @@ def _check_converted(model: onnx.ModelProto, errors: list[str]) -> None:
         raise ConversionError(f"tf2onnx produced an invalid ONNX model: {exc}") from exc
 
 
-def convert(graph_def: tf.compat.v1.GraphDef) -> onnx.ModelProto:
-    """The ONNX model: input `image` [batch, height, width, 3] in [0, 1], outputs OUTPUTS."""
-    wrapper = _wrapper_graphdef(graph_def)
+def convert(graph_def: tf.compat.v1.GraphDef, variable_size: bool = True) -> onnx.ModelProto:
+    """The ONNX model: input `image` [batch, height, width, 3] in [0, 1], outputs OUTPUTS.
+
+    `variable_size=False` keeps the graph as it is and fixes height and width at INPUT_SIZE.
+    """
+    wrapper = _wrapper_graphdef(graph_def, variable_size)
     outputs = {f"{_SCOPE}/{name}:0": name for name in OUTPUTS}
     collector = _ErrorCollector()
     logger = logging.getLogger("tf2onnx")

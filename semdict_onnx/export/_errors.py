@@ -1,4 +1,4 @@
-"""The exceptions the export raises, each also the built-in a caller would catch.
+"""The exceptions the export raises, each also the built-in a caller would catch, and its warning.
 
 They live here, not in semdict_onnx.errors, because only the export raises them; this module
 imports no TensorFlow, so `except ConversionError` costs nothing when TensorFlow is absent.
@@ -35,6 +35,10 @@ class LabelsError(SemdictError, ValueError):
 
 class ParityError(SemdictError, RuntimeError):
     """The exported model does not reproduce TensorFlow's results."""
+
+
+class FixedSizeWarning(UserWarning):
+    """The source graph's class head is not Lucid's, so the model takes 224x224 images only."""
 
 
 @contextlib.contextmanager

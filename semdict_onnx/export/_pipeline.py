@@ -1,7 +1,9 @@
 """One export, from a GraphDef on disk to a checked ONNX model: the steps in order.
 
 Load, convert (tf2onnx), rewrite for speed, describe (the model card, labels, spritemaps),
-check against TensorFlow at two sizes, write atomically. Getting the source graph and its
+check against TensorFlow at two sizes, write atomically. A graph whose class head cannot be
+made to take any input size is exported as a fixed-size (224x224) model, with a
+FixedSizeWarning saying so, and checked at that size only. Getting the source graph and its
 labels (download, cache) is here too; the command line is in _cli. The TensorFlow-side modules
 are imported inside `export_graphdef`, so that importing this module stays instant.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +25,7 @@ from semdict_onnx._model_card import write_card
 from semdict_onnx.errors import DownloadError, PrepareError
 
 from ._download import cached_download, sha256_of
-from ._errors import ConversionError, LabelsError
+from ._errors import ConversionError, FixedSizeWarning, LabelsError
 from ._googlenet import (
     CLASS_OUTPUT,
     INPUT_NAME,
@@ -97,7 +100,7 @@ def read_labels(
                 f"{exc}; or pass --labels PATH with a local copy, or --labels none"
             ) from exc
     else:
-        path = Path(source.removeprefix("file://")).expanduser()
+        path = paths.local_path(source)
     try:
         return read_card_labels(path, classes, CLASS_OUTPUT)
     except PrepareError as exc:
@@ -116,9 +119,11 @@ def export_graphdef(
     `labels` is a path or URL of the class names (ignored for a replica). Nothing is
     written unless ONNX Runtime matches TensorFlow on every exported layer, at the default
     size (against the untouched source graph) and at OTHER_SIZE (against the source made
-    size-independent, as converted).
+    size-independent, as converted). A graph whose class head is not Lucid's becomes a
+    fixed-size model (FixedSizeWarning), checked at the default size only.
     """
     from ._convert import (
+        class_head_problem,
         convert,
         layer_infos,
         load_graphdef,
@@ -134,15 +139,18 @@ def export_graphdef(
     replica = is_replica(graph_def)
     if replica:
         print(REPLICA_WARNING)
+    problem = class_head_problem(graph_def)
+    if problem is not None:
+        warnings.warn(FixedSizeWarning(fixed_size_warning(problem)), stacklevel=2)
     print(f"converting {graphdef_path} with tf2onnx ...")
-    model = convert(graph_def)
+    model = convert(graph_def, variable_size=problem is None)
     for rewrite in optimize(model):
         print(f"  faster graph: {rewrite}")
     classes = num_classes(model)
     layers = with_fields(model, layer_infos(model))
     info = ModelInfo(
         network=REPLICA_NETWORK if replica else NETWORK,
-        input=input_info(layers),
+        input=input_info(layers, variable_size=problem is None),
         layers=layers,
         source_sha256=sha256_of(graphdef_path),
         replica=replica,
@@ -159,11 +167,13 @@ def export_graphdef(
     print(f"checking ONNX Runtime against TensorFlow on {PARITY_IMAGES} images at {size} ...")
     parity = check_parity(graph_def, data, parity_images(PARITY_IMAGES), list(OUTPUTS))
     print(format_parity(parity))
-    height, width = OTHER_SIZE
-    print(f"... and at {height}x{width} on {OTHER_SIZE_IMAGES} images")
-    images = parity_images(OTHER_SIZE_IMAGES, seed=1, height=height, width=width)
-    resized = check_parity(variable_size_graphdef(graph_def), data, images, list(OUTPUTS))
-    print(format_parity(resized))
+    resized: list[LayerParity] = []
+    if problem is None:
+        height, width = OTHER_SIZE
+        print(f"... and at {height}x{width} on {OTHER_SIZE_IMAGES} images")
+        images = parity_images(OTHER_SIZE_IMAGES, seed=1, height=height, width=width)
+        resized = check_parity(variable_size_graphdef(graph_def), data, images, list(OUTPUTS))
+        print(format_parity(resized))
     write_bytes_atomic(output, data)
     return ExportResult(output, info, parity, resized, time.perf_counter() - start)
 
@@ -181,8 +191,18 @@ def with_fields(model: onnx.ModelProto, layers: tuple[LayerInfo, ...]) -> tuple[
     )
 
 
-def input_info(layers: tuple[LayerInfo, ...]) -> InputInfo:
-    """The image input: 224x224 by default, any size whose sides reach the total stride."""
+def fixed_size_warning(problem: str) -> str:
+    """What a user is told when the export falls back to a fixed-size model."""
+    return (
+        f"{problem}, so this graph cannot be made to take other input sizes; exporting a "
+        f"FIXED-SIZE model instead: it takes only {INPUT_SIZE}x{INPUT_SIZE} images (the size "
+        "the network was trained at), and every image is resized to that"
+    )
+
+
+def input_info(layers: tuple[LayerInfo, ...], variable_size: bool = True) -> InputInfo:
+    """The image input: 224x224 by default, any size whose sides reach the total stride
+    (`variable_size`), else 224x224 only."""
     coarsest = min(min(layer.height, layer.width) for layer in layers)
     stride = INPUT_SIZE // coarsest
     if stride * coarsest != INPUT_SIZE:
@@ -196,7 +216,7 @@ def input_info(layers: tuple[LayerInfo, ...]) -> InputInfo:
         INPUT_SIZE,
         VALUE_RANGE,
         NETWORK_RANGE,
-        variable_size=True,
+        variable_size=variable_size,
         min_side=stride,
         stride=stride,
     )
