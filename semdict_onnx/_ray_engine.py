@@ -77,7 +77,8 @@ def ray_block_states(
     ray = import_ray()
     if not ray.is_initialized():
         ray.init(address=engine.address)
-    workers = engine.workers or _default_workers(ray, engine)
+    reads = isinstance(images, ray.data.Dataset)  # a user's dataset may read in Ray tasks
+    workers = engine.workers or _default_workers(ray, engine, reads)
     quiet = _quiet(ray)
     next(quiet)  # Ray Data's bars and logs off until the results have been read
     try:
@@ -132,8 +133,12 @@ def _schedule(
     return results, total, listing
 
 
-def _default_workers(ray: Any, engine: RayEngine) -> int:
-    """As many actors as the cluster's CPUs (or GPUs, when actors take GPUs) allow."""
+def _default_workers(ray: Any, engine: RayEngine, reads: bool) -> int:
+    """As many actors as the cluster's CPUs (or GPUs, when actors take GPUs) allow.
+
+    With `reads` (a user's dataset, whose reading runs as Ray tasks) one CPU is left to them:
+    actors holding every CPU would starve the reads and the scan would wait forever.
+    """
     resources = ray.cluster_resources()
     if engine.gpus_per_worker:
         workers = int(resources.get("GPU", 0) // engine.gpus_per_worker)
@@ -143,7 +148,8 @@ def _default_workers(ray: Any, engine: RayEngine) -> int:
                 f"gpus_per_worker={engine.gpus_per_worker:g}; add GPU nodes or set it to 0"
             )
         return workers
-    return max(1, int(resources.get("CPU", 1) // engine.cpus_per_worker))
+    cpus = resources.get("CPU", 1) - (1 if reads else 0)
+    return max(1, int(cpus // engine.cpus_per_worker))
 
 
 def _ids(block: Iterator[tuple[str, Any]]) -> list[str]:
@@ -237,8 +243,14 @@ class BlockScanner:
         self.done = ray.get(done[0]) if done else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """A block of images (one planned row, or a batch of a user's rows) -> its state."""
-        state = scan_block(self.pairs(batch), self.model, self.settings)
+        """A block of images (one planned row, or a batch of a user's rows) -> its state.
+
+        No row for a batch with nothing to scan (Ray may hand over an empty one).
+        """
+        pairs = self.pairs(batch)
+        if not pairs:
+            return {STATE_COLUMN: np.array([], dtype=object)}
+        state = scan_block(pairs, self.model, self.settings)
         return {STATE_COLUMN: np.array([state.to_bytes()], dtype=object)}
 
     def pairs(self, batch: dict[str, np.ndarray]) -> list[tuple[str, Any]]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from ._images import IMAGE_SUFFIXES, is_url, load_image
+from ._images import IMAGE_SUFFIXES, decode_image, is_url, load_image
 from .errors import ImageError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -89,11 +89,8 @@ def read_image(source: Any) -> Image.Image:
     try:
         data = read_bytes(source)
     except OSError as exc:
-        raise ImageError(f"cannot read {source!r}: {exc}") from exc
-    try:
-        return load_image(data)
-    except ImageError as exc:
-        raise ImageError(f"{source!r}: {exc}") from exc
+        raise ImageError(f"cannot read the image at {source}: {exc}") from exc
+    return decode_image(data, f"the image at {source}")
 
 
 def list_images(uri: str, report: SkipRecorder) -> tuple[Iterable[str], int]:
