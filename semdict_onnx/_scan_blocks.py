@@ -122,6 +122,10 @@ def _blocks(
         block = itertools.chain([first], itertools.islice(pairs, block_size - 1))
         if done.images_covered:
             block = (pair for pair in block if not done.covers_any([pair[0]])[0])
+            head = next(block, None)
+            if head is None:  # all done: no block to scan
+                continue
+            block = itertools.chain([head], block)
         yield block
 
 

@@ -237,10 +237,17 @@ def test_the_command_line_runs_on_a_cluster_by_address(
     assert (tmp_path / "ckpt" / "dataset-state.npz").is_file()
 
 
-def test_images_in_memory_are_refused_on_ray(ray_cluster, planted_path):
+def test_images_in_memory_are_refused_on_ray_and_a_dataset_on_the_local_engine(
+    ray_cluster, planted_path, photos
+):
+    import ray.data
+
     arrays = [square(MODEL_SIZE, 1, 1, (200, 0, 0))]
     with pytest.raises(OptionError, match="image #0 is a ndarray in memory"):
         spritemap(arrays, planted_path, engine="ray")
+    dataset = ray.data.read_binary_files(str(photos), include_paths=True)
+    with pytest.raises(OptionError, match="a ray.data.Dataset is scanned by engine='ray'"):
+        spritemap(dataset, planted_path)
 
 
 @pytest.mark.ray  # pyarrow comes with the ray extra
