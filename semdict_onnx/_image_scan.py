@@ -12,10 +12,13 @@ images with the same pieces: `image_sources`, `numbered`, `readable` and `batche
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +39,8 @@ MAX_LISTED_SKIPS = 50
 # Batches read and resized ahead of the model: two keep it fed (measured in
 # benchmarks/spritemap_overhead.py) and hold two batches' images and inputs in memory.
 PREFETCH_BATCHES = 2
+# Images read ahead per reading thread (readable with threads > 1).
+READ_AHEAD_PER_THREAD = 4
 
 Batch = list[tuple[str, Image.Image]]
 
@@ -160,15 +165,41 @@ def readable(
     pairs: Iterable[tuple[str, Any]],
     skip: Callable[[str, str], None],
     read: Callable[[Any], Image.Image] = load_image,
+    threads: int = 1,
 ) -> Iterator[tuple[str, Image.Image]]:
-    """(id, RGB image) for each item that `read` loads; the others go to `skip(id, reason)`."""
-    for name, item in pairs:
-        try:
-            image = read(item)
-        except (ImageError, DownloadError) as exc:
-            skip(name, str(exc))
-            continue
-        yield name, image
+    """(id, RGB image) for each item that `read` loads; the others go to `skip(id, reason)`.
+
+    `threads` > 1 reads that many items at once, ahead of the consumer (PIL decodes without
+    holding the GIL), at most READ_AHEAD_PER_THREAD per thread; the order stays the input's.
+    """
+    if threads <= 1:
+        for name, item in pairs:
+            outcome = _attempt(read, item)
+            if isinstance(outcome, str):
+                skip(name, outcome)
+            else:
+                yield name, outcome
+        return
+    window: collections.deque[tuple[str, Future]] = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="semdict-read") as pool:
+        for pair in itertools.chain(pairs, [None]):
+            if pair is not None:
+                window.append((pair[0], pool.submit(_attempt, read, pair[1])))
+            while window and (pair is None or len(window) > threads * READ_AHEAD_PER_THREAD):
+                name, future = window.popleft()
+                outcome = future.result()
+                if isinstance(outcome, str):
+                    skip(name, outcome)
+                else:
+                    yield name, outcome
+
+
+def _attempt(read: Callable[[Any], Image.Image], item: Any) -> Image.Image | str:
+    """The image `read` makes of `item`, or why it could not (an unreadable image's reason)."""
+    try:
+        return read(item)
+    except (ImageError, DownloadError) as exc:
+        return str(exc)
 
 
 def image_id(item: Any, index: int) -> str:

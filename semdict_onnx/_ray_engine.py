@@ -240,6 +240,8 @@ class BlockScanner:
         providers = [CUDA] if gpu else [CPU]
         self.model = load_model(path, providers=providers, threads=None if gpu else threads)
         self.settings = settings
+        # On a GPU the actor's CPUs decode images; on the CPU they run the model.
+        self.read_threads = threads if gpu else 1
         self.done = ray.get(done[0]) if done else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -250,7 +252,7 @@ class BlockScanner:
         pairs = self.pairs(batch)
         if not pairs:
             return {STATE_COLUMN: np.array([], dtype=object)}
-        state = scan_block(pairs, self.model, self.settings)
+        state = scan_block(pairs, self.model, self.settings, read_threads=self.read_threads)
         return {STATE_COLUMN: np.array([state.to_bytes()], dtype=object)}
 
     def pairs(self, batch: dict[str, np.ndarray]) -> list[tuple[str, Any]]:

@@ -137,11 +137,14 @@ def scan_block(
     read: Callable[[Any], Any] = read_image,
     after_batch: Callable[[Batch, DatasetState], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    read_threads: int = 1,
 ) -> DatasetState:
     """The partial state of one block of (id, image source) pairs.
 
     `read` loads a source (default: paths, URLs, storage URIs, bytes, arrays, PIL images);
-    `on_progress(images, skipped)` hears of every batch read and every image skipped.
+    `on_progress(images, skipped)` hears of every batch read and every image skipped;
+    `read_threads` > 1 decodes that many images at once, ahead of the model (for a GPU,
+    which a single decoding thread cannot keep busy).
     """
     state = DatasetState(settings.kind)
     layer, basis = settings.kind.layer, settings.basis
@@ -151,7 +154,7 @@ def scan_block(
         if on_progress is not None:
             on_progress(1, 1)
 
-    for batch in batches(readable(pairs, skip, read), settings.batch_size):
+    for batch in batches(readable(pairs, skip, read, read_threads), settings.batch_size):
         images = [image for _, image in batch]
         acts = model.activations(images, [layer], settings.batch_size)[layer]
         coefficients = acts if basis.method == NEURONS else basis.project(acts)
