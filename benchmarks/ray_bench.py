@@ -1,8 +1,8 @@
 """Images per second of a dataset-example spritemap on the local engine and on Ray, and Ray's
 overhead at equal cores.
 
-    python benchmarks/ray_bench.py [--model PATH] [--images 384] [--layer mixed4d]
-                                   [--block-size 32] [--repeats 2] [--address ADDR]
+    python benchmarks/ray_bench.py [--model PATH] [--images 1536] [--layer mixed4d]
+                                   [--block-size 64] [--repeats 2] [--address ADDR]
                                    [--out benchmarks/RESULTS-ray.md] [--quick]
 
 Writes N distinct JPEGs (crops and flips of the shipped examples) to a temporary folder, then
@@ -11,11 +11,13 @@ times `build_spritemap` from those files to the finished spritemap on:
 - Ray with 1 and 2 workers of 1 CPU each (a Ray instance of 2 CPUs started here, or the
   cluster at --address; its start is not timed, since a cluster is up before a job;
   each job's actors, model shipping and scheduling are).
-Each case runs --repeats times, alternating, and keeps its best time. Ray's overhead is its
-time over the local engine's at the same number of cores. A second, small job (one block) on
-each Ray case gives its fixed cost per job, so the steady rate is (N - n) / (t_N - t_n): the
-rate a long job approaches, which the ImageNet projection uses. Every result is checked to
-equal the local engine's manifest. --quick: 8 images, blocks of 4, one repeat (a smoke run).
+Reading alone (decode and resize, one thread) is timed too: what bounds an actor whose model
+runs on a GPU. Each case runs --repeats times, alternating, and keeps its best time. Ray's
+overhead is its time over the local engine's at the same number of cores. A second, small
+job (one block) on each Ray case gives its fixed cost per job, so the steady rate is
+(N - n) / (t_N - t_n): the rate a long job approaches, which the ImageNet projection uses.
+Every result is checked to equal the local engine's manifest. --quick: 8 images, blocks of
+4, one repeat (a smoke run).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from PIL import Image, ImageOps
 from semdict_onnx import __version__
 from semdict_onnx._dataset_examples import build_spritemap
 from semdict_onnx._engines import RayEngine
+from semdict_onnx._images import load_image, to_batch
 from semdict_onnx._model import load_model
 from semdict_onnx._parallel import usable_cores
 
@@ -53,7 +56,7 @@ class Plan:
     repeats: int
 
 
-FULL = Plan(images=384, block_size=32, repeats=2)
+FULL = Plan(images=1536, block_size=64, repeats=2)
 QUICK = Plan(images=8, block_size=4, repeats=1)
 
 
@@ -68,6 +71,12 @@ def write_photos(folder: Path, count: int) -> None:
         image = image.crop((int(w * margin), int(h * margin / 2), w, h))
         image = ImageOps.mirror(image) if variant % 2 else image
         image.save(folder / f"photo_{i:05d}.jpg", quality=90)
+
+
+def read_and_resize(folder: Path, size: tuple[int, int]) -> None:
+    """Decode every JPEG and resize it to the model's input, on this thread, keeping nothing."""
+    for path in sorted(folder.iterdir()):
+        to_batch(load_image(path), *size)
 
 
 def timed(run: Callable[[], object]) -> tuple[float, object]:
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         # Warm-up: caches, imports, and Ray Data's first-use actors (a running cluster has them).
         build_spritemap(small, args.layer, two_cores, **options)
         build_spritemap(small, args.layer, model_path, engine=RayEngine(workers=1), **options)
+        cases["read and resize only, 1 core"] = lambda f: read_and_resize(f, one_core.input_size)
         seconds: dict[str, list[float]] = {name: [] for name in cases}
         fixed: dict[str, list[float]] = {name: [] for name in cases if name.startswith("Ray")}
         reference = None
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in cases.items():
                 took, spritemap = timed(lambda run=run: run(folder))
                 seconds[name].append(took)
+                if spritemap is None:  # reading alone
+                    continue
                 reference = reference or spritemap.manifest
                 if spritemap.manifest != reference:
                     raise SystemExit(f"{name} gave another manifest than the local engine")
@@ -177,7 +189,7 @@ def report(
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, took in best.items():
-        workers = 1 if name in ("local, 1 core", "Ray, 1 worker") else 2
+        workers = 2 if name in ("local, 2 cores", "Ray, 2 workers") else 1
         one_block = f"{min(fixed[name]):.2f}" if name in fixed else "-"
         steady_rate = steady.get(name)
         overhead = steady_overhead = "-"

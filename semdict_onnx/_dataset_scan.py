@@ -93,8 +93,8 @@ def run_scan(
     """The state of one pass over `images` on `engine`, resumed from `checkpoint` if saved.
 
     `after_batch` sees each batch of (id, image) the local engine read, and its block's state
-    so far; `after_merge` the
-    running state after each merge. Skipped images are one warning; none readable, an error.
+    so far; `after_merge` the running state after each merge. Skipped images are one
+    warning; none readable, an error.
     """
     ray_engine = resolve_engine(engine)
     positive_int(block_size, "block_size")
@@ -105,16 +105,9 @@ def run_scan(
         if type(images).__module__.startswith("ray.data"):
             raise OptionError("a ray.data.Dataset is scanned by engine='ray', not 'local'")
         plan = plan_blocks(images, settings.kind, block_size, start)
-        bar = _bar(plan.total, start, desc, progress)
-
-        def advance(images: int, skipped: int) -> None:
-            bar.update(images)
-            if skipped:
-                bar.skipped += skipped
-                bar.set_postfix(skipped=bar.skipped, refresh=False)
-
+        bar = Progress(plan.total, start, desc, progress)
         states: Iterable[DatasetState] = (
-            scan_block(block, model, settings, after_batch=after_batch, on_progress=advance)
+            scan_block(block, model, settings, after_batch=after_batch, on_progress=bar.advance)
             for block in plan.blocks
         )
         merge_every = 1
@@ -125,12 +118,10 @@ def run_scan(
             images, model, settings, ray_engine, block_size, start
         )
         plan = BlockPlan(iter(()), total, listing)
-        bar = _bar(total, start, desc, progress)
-        states = _counted(ray_states, bar)
+        bar = Progress(total, start, desc, progress)
+        states = bar.counted(ray_states)
         merge_every = MERGE_BATCH
-    if plan.listing.skipped_count:
-        bar.skipped += plan.listing.skipped_count
-        bar.set_postfix(skipped=bar.skipped, refresh=False)
+    bar.advance(0, plan.listing.skipped_count)
     try:
         state = fold(
             itertools.chain([plan.listing], states), start, store, merge_every, after_merge
@@ -145,22 +136,32 @@ def run_scan(
     return state
 
 
-def _bar(total: int | None, start: DatasetState, desc: str, progress: bool) -> tqdm:
-    """A progress bar in images (rate: images per second), past the images `start` covers."""
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress)
-    bar.skipped = start.skipped_count
-    bar.update(min(start.images_covered, total or start.images_covered))
-    return bar
+class Progress:
+    """The scan's tqdm bar on the driver: images done (read or skipped) and their rate in
+    images per second, starting past the images a resumed checkpoint covers, and how many
+    were skipped."""
 
+    def __init__(self, total: int | None, start: DatasetState, desc: str, show: bool) -> None:
+        self._bar = tqdm(total=total, unit="img", desc=desc, disable=not show)
+        self._skipped = start.skipped_count
+        self._bar.update(min(start.images_covered, total or start.images_covered))
 
-def _counted(states: Iterable[DatasetState], bar: tqdm) -> Iterator[DatasetState]:
-    """The states, advancing `bar` by the images each accounts for as it arrives."""
-    for state in states:
-        bar.update(state.images_covered)
-        if state.skipped_count:
-            bar.skipped += state.skipped_count
-            bar.set_postfix(skipped=bar.skipped, refresh=False)
-        yield state
+    def advance(self, images: int, skipped: int = 0) -> None:
+        """`images` more done, `skipped` of them skipped."""
+        self._bar.update(images)
+        if skipped:
+            self._skipped += skipped
+            self._bar.set_postfix(skipped=self._skipped, refresh=False)
+
+    def counted(self, states: Iterable[DatasetState]) -> Iterator[DatasetState]:
+        """The block states, advancing the bar by each one's images as it arrives."""
+        for state in states:
+            self.advance(state.images_covered, state.skipped_count)
+            yield state
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self._bar.close()
 
 
 def fold(

@@ -28,7 +28,13 @@ def test_quick_run_writes_every_row(ray_cluster, replica_model_path, tmp_path):
         if line.startswith("| ") and not line.startswith("| engine")
         for cells in [[cell.strip() for cell in line.strip().strip("|").split("|")]]
     }
-    assert sorted(rows) == ["Ray, 1 worker", "Ray, 2 workers", "local, 1 core", "local, 2 cores"]
+    assert sorted(rows) == [
+        "Ray, 1 worker",
+        "Ray, 2 workers",
+        "local, 1 core",
+        "local, 2 cores",
+        "read and resize only, 1 core",
+    ]
     for name, cells in rows.items():
         assert all(re.fullmatch(NUMBER, value) for value in cells[1:4]), cells
         if name.startswith("Ray"):
