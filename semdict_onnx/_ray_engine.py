@@ -78,6 +78,7 @@ def ray_block_states(
     if not ray.is_initialized():
         ray.init(address=engine.address)
     reads = isinstance(images, ray.data.Dataset)  # a user's dataset may read in Ray tasks
+    _check_fits(ray.cluster_resources(), engine)
     workers = engine.workers or _default_workers(ray, engine, reads)
     quiet = _quiet(ray)
     next(quiet)  # Ray Data's bars and logs off until the results have been read
@@ -121,6 +122,7 @@ def _schedule(
             return None, total, listing
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         batch_size, arguments = 1, common
+        workers = min(workers, len(rows))  # an actor without a block would only cost
     results = dataset.map_batches(
         BlockScanner,
         batch_size=batch_size,
@@ -133,6 +135,17 @@ def _schedule(
     return results, total, listing
 
 
+def _check_fits(resources: dict[str, float], engine: RayEngine) -> None:
+    """An OptionError if no node of the cluster could hold one actor (it would wait forever)."""
+    for name, per_actor in (("CPU", engine.cpus_per_worker), ("GPU", engine.gpus_per_worker)):
+        if per_actor > resources.get(name, 0):
+            flag = f"--{name.lower()}s-per-worker"
+            raise OptionError(
+                f"each actor asks for {per_actor:g} {name}s ({flag}) but the Ray cluster has "
+                f"{resources.get(name, 0):g}; ask for fewer, or add nodes that have them"
+            )
+
+
 def _default_workers(ray: Any, engine: RayEngine, reads: bool) -> int:
     """As many actors as the cluster's CPUs (or GPUs, when actors take GPUs) allow.
 
@@ -141,13 +154,7 @@ def _default_workers(ray: Any, engine: RayEngine, reads: bool) -> int:
     """
     resources = ray.cluster_resources()
     if engine.gpus_per_worker:
-        workers = int(resources.get("GPU", 0) // engine.gpus_per_worker)
-        if workers < 1:
-            raise OptionError(
-                f"the Ray cluster has {resources.get('GPU', 0):g} GPUs, fewer than "
-                f"gpus_per_worker={engine.gpus_per_worker:g}; add GPU nodes or set it to 0"
-            )
-        return workers
+        return int(resources.get("GPU", 0) // engine.gpus_per_worker)
     cpus = resources.get("CPU", 1) - (1 if reads else 0)
     return max(1, int(cpus // engine.cpus_per_worker))
 

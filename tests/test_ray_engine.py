@@ -237,6 +237,15 @@ def test_the_command_line_runs_on_a_cluster_by_address(
     assert (tmp_path / "ckpt" / "dataset-state.npz").is_file()
 
 
+def test_actors_the_cluster_cannot_hold_are_refused_before_anything_waits(
+    ray_cluster, photos, planted_path
+):
+    with pytest.raises(OptionError, match=r"asks for 1 GPUs \(--gpus-per-worker\) but the"):
+        spritemap(photos, planted_path, engine=RayEngine(workers=1, gpus_per_worker=1))
+    with pytest.raises(OptionError, match=r"asks for 3 CPUs \(--cpus-per-worker\) but the"):
+        spritemap(photos, planted_path, engine=RayEngine(cpus_per_worker=3))
+
+
 def test_images_in_memory_are_refused_on_ray_and_a_dataset_on_the_local_engine(
     ray_cluster, planted_path, photos
 ):

@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
     _report(args, out, spritemap)
     if fitted is not None:
         print(
-            f"wrote {args.basis_out}: {fitted.describe()} fitted on {len(state.sample)} "
-            f"activation vectors sampled uniformly from {state.images_seen} images"
+            f"wrote {args.basis_out}: {fitted.describe()}, fitted on {len(state.sample)} "
+            "activation vectors sampled uniformly from their positions"
         )
     return 0
 
