@@ -15,10 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from ._atomic import write_bytes_atomic
 from ._dataset_state import DatasetState, StateKind
-from ._storage import exists, is_storage_uri, read_bytes
-from ._storage import write_bytes_atomic as write_uri_atomic
+from ._storage import exists, is_storage_uri
 from .errors import CheckpointError, ExamplesError
 
 CHECKPOINT_FILE = "dataset-state.npz"
@@ -34,26 +32,18 @@ class Checkpoint:
             self.name = str(location).rstrip("/") + "/" + CHECKPOINT_FILE
         else:
             self.name = str(Path(location).expanduser() / CHECKPOINT_FILE)
-        self.saves = 0
         self._last_save = time.monotonic()
 
     def load(self) -> DatasetState | None:
         """The saved state, or None when there is none yet; a CheckpointError if it is of
         another scan or unreadable."""
         try:
-            if is_storage_uri(self.name):
-                data = read_bytes(self.name) if exists(self.name) else None
-            else:
-                path = Path(self.name)
-                data = path.read_bytes() if path.is_file() else None
-        except OSError as exc:
-            raise CheckpointError(f"cannot read the checkpoint {self.name} ({exc})") from exc
-        if data is None:
+            saved = exists(self.name) if is_storage_uri(self.name) else Path(self.name).is_file()
+            state = DatasetState.load(self.name) if saved else None
+        except (OSError, ExamplesError) as exc:
+            raise CheckpointError(f"{exc}; delete the checkpoint to start over") from exc
+        if state is None:
             return None
-        try:
-            state = DatasetState.from_bytes(data, where=f"checkpoint {self.name}")
-        except ExamplesError as exc:
-            raise CheckpointError(f"{exc}; delete it to start over") from exc
         differences = self.kind.differences(state.kind)
         if differences:
             raise CheckpointError(
@@ -68,10 +58,5 @@ class Checkpoint:
 
     def save(self, state: DatasetState) -> None:
         """Write `state` atomically over the previous checkpoint."""
-        data = state.to_bytes()
-        if is_storage_uri(self.name):
-            write_uri_atomic(self.name, data)
-        else:
-            write_bytes_atomic(self.name, data)
-        self.saves += 1
+        state.save(self.name)
         self._last_save = time.monotonic()

@@ -11,8 +11,9 @@ States of disjoint sets of images merge, in any order and grouping, into exactly
 their union; a state merged with itself (a block that was computed twice, as when Ray retries
 a task) is that state again; states that share only some images are an error, so no image is
 ever counted twice. `to_bytes` and `from_bytes` write and read a state as an .npz archive of
-plain arrays (no pickles), the form blocks travel in and checkpoints are saved in
-(_checkpoint.py). `StateKind` says what a state is about; only states of one kind merge.
+plain arrays (no pickles), the form blocks travel in; `save` and `load` put it in a file (a
+checkpoint, _checkpoint.py, is one). `StateKind` says what a state is about; only states of
+one kind merge.
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ import collections
 import dataclasses
 import io
 import json
+import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ._activation_sample import ActivationSample, id_hashes
+from ._atomic import write_bytes_atomic
 from ._channel_stats import ChannelStats
 from ._image_scan import MAX_LISTED_SKIPS, ScanReport
+from ._storage import is_storage_uri, read_bytes
+from ._storage import write_bytes_atomic as write_uri_atomic
 from ._top_examples import TopExamples
 from .errors import ExamplesError
 
@@ -219,6 +225,25 @@ class DatasetState:
                 raise
             raise ExamplesError(f"{where} is not a readable dataset state ({exc})") from exc
         return state
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state to `path` (a file path or a storage URI such as s3://...), atomically."""
+        if is_storage_uri(path):
+            write_uri_atomic(str(path), self.to_bytes())
+        else:
+            write_bytes_atomic(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DatasetState:
+        """The state `save` wrote to `path` (an ExamplesError if it cannot be read)."""
+        try:
+            if is_storage_uri(path):
+                data = read_bytes(str(path))
+            else:
+                data = Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise ExamplesError(f"cannot read a dataset state from {str(path)!r} ({exc})") from exc
+        return cls.from_bytes(data, where=str(path))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DatasetState):

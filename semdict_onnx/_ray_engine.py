@@ -80,8 +80,8 @@ def ray_block_states(
     reads = isinstance(images, ray.data.Dataset)  # a user's dataset may read in Ray tasks
     _check_fits(ray.cluster_resources(), engine)
     workers = engine.workers or _default_workers(ray, engine, reads)
-    quiet = _quiet(ray)
-    next(quiet)  # Ray Data's bars and logs off until the results have been read
+    quiet = contextlib.ExitStack()  # Ray Data's bars and logs off until the results are read
+    quiet.enter_context(_quiet(ray))
     try:
         states, total, listing = _schedule(
             ray, images, model, settings, engine, workers, block_size, done
@@ -173,9 +173,9 @@ def _ids(block: Iterator[tuple[str, Any]]) -> list[str]:
     return ids
 
 
+@contextlib.contextmanager
 def _quiet(ray: Any) -> Iterator[None]:
-    """Ray Data's progress bars and execution logs off (the scan shows its own bar), until
-    this generator is closed."""
+    """Ray Data's progress bars and execution logs off (the scan shows its own bar)."""
     context = ray.data.DataContext.get_current()
     saved = (context.enable_progress_bars, context.print_on_execution_start)
     # Execution logs are INFO of "ray.data"; the note that its bars are off, a WARNING of
@@ -195,7 +195,7 @@ def _quiet(ray: Any) -> Iterator[None]:
 
 
 def _states(
-    ray: Any, results: ray.data.Dataset | None, quiet: Iterator[None]
+    ray: Any, results: ray.data.Dataset | None, quiet: contextlib.ExitStack
 ) -> Iterator[DatasetState]:
     """The block states as they stream in; `quiet` is closed once they have all come.
 

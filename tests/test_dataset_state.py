@@ -189,6 +189,8 @@ def test_top_examples_keep_one_copy_of_a_repeated_position():
 def test_bytes_and_checkpoint_round_trips_are_exact(tmp_path):
     state = state_of(random_blocks(5))
     assert DatasetState.from_bytes(state.to_bytes()) == state
+    state.save(tmp_path / "state.npz")
+    assert DatasetState.load(tmp_path / "state.npz") == state
     store = Checkpoint(tmp_path / "ckpt", KIND)
     assert store.load() is None
     store.save(state)
