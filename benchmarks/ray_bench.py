@@ -36,11 +36,11 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from semdict_onnx import __version__
+from semdict_onnx._cpu_load import usable_cores
 from semdict_onnx._dataset_examples import build_spritemap
 from semdict_onnx._engines import RayEngine
 from semdict_onnx._images import load_image, to_batch
 from semdict_onnx._model import load_model
-from semdict_onnx._parallel import usable_cores
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "semdict_onnx" / "examples"
 IMAGENET_IMAGES = 1_281_167

@@ -13,6 +13,7 @@ onto the basis and folds them into a fresh DatasetState.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -25,8 +26,10 @@ from ._bases import NEURONS, Basis, resolve_basis
 from ._checks import is_integer, positive_int
 from ._dataset_state import DatasetState, StateKind
 from ._defaults import DEFAULT_BATCH_SIZE
-from ._image_scan import Batch, batches, image_sources, numbered, readable
+from ._image_scan import PREFETCH_BATCHES, Batch, batches, image_sources, numbered, readable
+from ._images import to_batch
 from ._model import Model
+from ._prefetch import prefetched
 from ._storage import is_storage_uri, list_images, read_image
 from .errors import OptionError
 
@@ -142,25 +145,42 @@ def scan_block(
     """The partial state of one block of (id, image source) pairs.
 
     `read` loads a source (default: paths, URLs, storage URIs, bytes, arrays, PIL images);
-    `on_progress(images, skipped)` hears of every batch read and every image skipped;
-    `read_threads` > 1 decodes that many images at once, ahead of the model (for a GPU,
-    which a single decoding thread cannot keep busy).
+    `on_progress(images, skipped)` hears of every batch read and every image skipped.
+    As for scan_layer, the next batches are read, decoded and resized in a background thread
+    while the model runs (_prefetch.py, at most PREFETCH_BATCHES ahead); `read_threads` > 1
+    decodes that many images at once there (for a GPU, which one decoding thread cannot keep
+    busy). The state is only touched on the calling thread, in the input's order.
     """
     state = DatasetState(settings.kind)
     layer, basis = settings.kind.layer, settings.basis
+    height, width = model.input_size
 
-    def skip(name: str, reason: str) -> None:
-        state.skip(name, reason)
-        if on_progress is not None:
-            on_progress(1, 1)
+    def model_inputs() -> Iterator[tuple[list[tuple[str, str]], Batch, np.ndarray | None]]:
+        """(images skipped since the last batch, the batch, its input array); a last item
+        without a batch carries the skips after it."""
+        skipped: list[tuple[str, str]] = []
+        readable_pairs = readable(
+            pairs, lambda name, reason: skipped.append((name, reason)), read, read_threads
+        )
+        for batch in batches(readable_pairs, settings.batch_size):
+            inputs = to_batch([image for _, image in batch], height, width)
+            yield skipped[:], batch, inputs
+            skipped.clear()
+        yield skipped, [], None
 
-    for batch in batches(readable(pairs, skip, read, read_threads), settings.batch_size):
-        images = [image for _, image in batch]
-        acts = model.activations(images, [layer], settings.batch_size)[layer]
-        coefficients = acts if basis.method == NEURONS else basis.project(acts)
-        state.update(coefficients, [name for name, _ in batch], acts)
-        if after_batch is not None:
-            after_batch(batch, state)
-        if on_progress is not None:
-            on_progress(len(batch), 0)
+    with contextlib.closing(prefetched(model_inputs(), PREFETCH_BATCHES)) as ahead:
+        for skipped, batch, inputs in ahead:
+            for name, reason in skipped:
+                state.skip(name, reason)
+                if on_progress is not None:
+                    on_progress(1, 1)
+            if not batch:
+                continue
+            acts = model.activations(inputs, [layer], settings.batch_size)[layer]
+            coefficients = acts if basis.method == NEURONS else basis.project(acts)
+            state.update(coefficients, [name for name, _ in batch], acts)
+            if after_batch is not None:
+                after_batch(batch, state)
+            if on_progress is not None:
+                on_progress(len(batch), 0)
     return state
