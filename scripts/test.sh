@@ -2,13 +2,14 @@
 # The README's test command, on a fresh Debian machine: installs Debian's chromium for the page
 # tests if missing, then tests in two environments. Extra arguments go to both pytest runs.
 #
-# 1. .venv, the package with its `test` extra (the `export` extra included): lint, then the
-#    whole suite: the export against TensorFlow, the wheel installed into a fresh environment,
-#    and the runtime.
-# 2. .venv-runtime, the package with `test-runtime` only, so TensorFlow, tf2onnx and pooch are
-#    not installed at all: every test not marked `export`, against the replica model that
-#    environment 1 exported ($SEMDICT_TEST_REPLICA_MODEL). This proves by installation that
-#    the runtime runs without TensorFlow; a test there checks that `import tensorflow` fails.
+# 1. .venv, the package with its `test` extra (the `export` and `ray` extras included): lint,
+#    then the whole suite: the export against TensorFlow, the wheel installed into a fresh
+#    environment, the runtime, and the Ray engine on a local Ray instance.
+# 2. .venv-runtime, the package with `test-runtime` only, so TensorFlow, tf2onnx, pooch and Ray
+#    are not installed at all: every test not marked `export` or `ray` (tests/conftest.py
+#    deselects those), against the replica model that environment 1 exported
+#    ($SEMDICT_TEST_REPLICA_MODEL). This proves by installation that the runtime runs without
+#    TensorFlow; tests there check that `import tensorflow` and `import ray` fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then

@@ -28,6 +28,9 @@ _PUBLIC_BY_MODULE = {
     "_nmf": ("factorize", "fit_basis"),
     "_spritemap": ("Spritemap",),
     "_dataset_examples": ("build_spritemap", "scan_examples", "spritemap_from_examples"),
+    "_dataset_scan": ("scan_dataset",),
+    "_dataset_state": ("DatasetState",),
+    "_engines": ("RayEngine",),
     "_top_examples": ("TopExamples",),
     "_receptive_field": ("receptive_fields",),
     "_featurevis._render": ("visualize", "render_spritemap"),
@@ -47,7 +50,10 @@ if TYPE_CHECKING:
         scan_examples,
         spritemap_from_examples,
     )
+    from ._dataset_scan import scan_dataset  # noqa: F401
+    from ._dataset_state import DatasetState  # noqa: F401
     from ._display import show_semantic_dict  # noqa: F401
+    from ._engines import RayEngine  # noqa: F401
     from ._featurevis._render import render_spritemap, visualize  # noqa: F401
     from ._featurevis._settings import RenderSettings  # noqa: F401
     from ._images import load_image, to_batch  # noqa: F401

@@ -1,20 +1,21 @@
 """Dataset examples: for each channel of a layer, the image patches that excite it most.
 
-`build_spritemap` runs the model over many images in batches and keeps, per channel, a
-bounded running top list of (activation, image, row, col) in a `TopExamples`
-(_top_examples.py), which merges exactly with the top lists of other image sets (split a
-dataset across processes with `scan_examples`, merge, then `spritemap_from_examples`). Each
-winner's picture is the patch of its source image that the position sees (the layer's
-receptive field, clipped to the image), resized to the sprite size. A channel that never
-fires (never above 0) gets a blank sprite and is listed as dead in the manifest. With a
-`basis` (_bases.py) the same is done per
-direction, ranking positions by their projection onto it instead of by one channel;
-`own_patches_spritemap` does it for one image whose coefficients are already known.
+`build_spritemap` scans many images (_dataset_scan.py, on this process or on Ray) into a
+`DatasetState`: per channel a bounded top list of (activation, image, row, col)
+(_top_examples.py) and statistics of its per-image maximum (_channel_stats.py), both of which
+merge exactly with those of other image sets (split a dataset across processes with
+`scan_dataset` or `scan_examples`, merge, then `spritemap_from_examples`). Each winner's
+picture is the patch of its source image that the position sees (the layer's receptive
+field, clipped to the image), resized to the sprite size: the local engine keeps the winners'
+images while it runs, otherwise they are read again by id. A channel that never fires (never
+above 0) gets a blank sprite and is listed as dead in the manifest. With a `basis`
+(_bases.py) the same is done per direction, ranking positions by their projection onto it
+instead of by one channel; `own_patches_spritemap` does it for one image whose coefficients
+are already known.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -27,14 +28,20 @@ import numpy as np
 from PIL import Image
 
 from ._bases import NEURONS, Basis, resolve_basis
+from ._channel_stats import ChannelStats
 from ._checks import positive_int
+from ._dataset_scan import DEFAULT_BLOCK_SIZE, run_scan
+from ._dataset_state import DatasetState
 from ._defaults import DEFAULT_BATCH_SIZE
-from ._image_scan import ScanReport, scan_layer
+from ._engines import LOCAL, RayEngine
+from ._image_scan import ScanReport
 from ._images import ImageSource, is_url, load_image
 from ._limits import check_grid, check_sprite_size
 from ._model import Model, as_model
 from ._receptive_field import ReceptiveField, receptive_fields
+from ._scan_blocks import scan_settings
 from ._spritemap import Spritemap
+from ._storage import is_storage_uri, read_image
 from ._top_examples import TopExamples
 from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
 
@@ -62,35 +69,64 @@ def build_spritemap(
     progress: bool = True,
     crop_size: int | None = None,
     basis: Basis | np.ndarray | str | None = None,
+    *,
+    engine: str | RayEngine = LOCAL,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> Spritemap:
     """A spritemap of `layer` from dataset examples: each channel's most exciting image patches.
 
-    `images` is a folder (searched recursively), a list of paths, or any iterable of images
-    (paths, URLs, bytes, PIL images, arrays). Unreadable ones are skipped and summarised.
-    Crops are the layer's receptive field, or `crop_size` model-input pixels square.
-    `basis` (a Basis or a k x channels array) gives one sprite per direction instead, ranked
-    by the projection onto it.
+    `images` is a folder (searched recursively; also a storage URI such as s3://bucket/dir/),
+    a list of paths or URIs, any iterable of images (paths, URLs, bytes, PIL images, arrays),
+    or, on Ray, a ray.data.Dataset. Unreadable ones are skipped and summarised. Crops are the
+    layer's receptive field, or `crop_size` model-input pixels square. `basis` (a Basis or a
+    k x channels array) gives one sprite per direction instead, ranked by the projection onto
+    it. The manifest also carries each direction's statistics over the images (max, mean,
+    quantiles of its per-image maximum), which the page's dataset bar scale reads.
+    `engine`, `block_size` and `checkpoint` are scan_dataset's: "ray" or RayEngine(...) runs
+    the scan on Ray Data, with the same result.
     """
     model = as_model(model)
     field_ = receptive_fields(model, [layer])[layer]
     crop = _crop_field(field_, crop_size)
-    directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
-    top = TopExamples(directions.k, examples_per_channel, layer)
+    settings = scan_settings(model, layer, examples_per_channel, basis, batch_size=batch_size)
     tile = _tile_size(sprite_size, examples_per_channel)
-    grid_layout(directions.k, sprite_size, per_row)  # over a limit: refused before the scan
+    grid_layout(settings.basis.k, sprite_size, per_row)  # over a limit: refused before the scan
     kept: dict[str, _Kept] = {}
 
-    def keep_winners(batch: list[tuple[str, Image.Image]]) -> None:
-        wanted = top.referenced_ids()
+    def keep_winners(batch: list[tuple[str, Image.Image]], block: DatasetState) -> None:
+        wanted = block.top.referenced_ids()
         for image_id, image in batch:
             if image_id in wanted:
                 kept[image_id] = _Kept(_shrink(image, crop, tile), image.size)
-        for image_id in set(kept) - wanted:
+
+    def forget_losers(state: DatasetState) -> None:
+        for image_id in set(kept) - state.top.referenced_ids():
             del kept[image_id]
 
-    report = _scan(images, model, directions, top, batch_size, progress, keep_winners)
+    state = run_scan(
+        images,
+        model,
+        settings,
+        engine=engine,
+        block_size=block_size,
+        checkpoint=checkpoint,
+        progress=progress,
+        after_batch=keep_winners,
+        after_merge=forget_losers,
+    )
+    reopen = _reopener(crop, tile)
     spritemap = _compose(
-        top, field_, crop, sprite_size, per_row, kept.__getitem__, model, report, directions
+        state.top,
+        field_,
+        crop,
+        sprite_size,
+        per_row,
+        lambda image_id: kept.get(image_id) or reopen(image_id),
+        model,
+        state.report(),
+        settings.basis,
+        state.stats,
     )
     folder = _folder_name(images)
     if folder is not None and spritemap.manifest is not None:
@@ -107,16 +143,26 @@ def scan_examples(
     progress: bool = True,
     basis: Basis | np.ndarray | str | None = None,
 ) -> TopExamples:
-    """The top examples alone, to split a dataset across processes and `merge` the results."""
+    """The top examples alone, to split a dataset across processes and `merge` the results.
+
+    scan_dataset gives them with channel statistics (and a sample), on either engine.
+    """
     model = as_model(model)
-    directions = resolve_basis(basis, layer, model.info.layer(layer).channels)
-    top = TopExamples(directions.k, examples_per_channel, layer)
-    _scan(images, model, directions, top, batch_size, progress, None)
-    return top
+    settings = scan_settings(model, layer, examples_per_channel, basis, batch_size=batch_size)
+    state = run_scan(
+        images,
+        model,
+        settings,
+        engine=LOCAL,
+        block_size=DEFAULT_BLOCK_SIZE,
+        checkpoint=None,
+        progress=progress,
+    )
+    return state.top
 
 
 def spritemap_from_examples(
-    top: TopExamples,
+    top: TopExamples | DatasetState,
     model: Model | str | os.PathLike[str] | None = None,
     sprite_size: int = DEFAULT_SPRITE_SIZE,
     per_row: int | None = None,
@@ -125,9 +171,13 @@ def spritemap_from_examples(
 ) -> Spritemap:
     """The spritemap of merged top examples, re-reading each winner's image by its id (path).
 
-    `basis` is the one the examples were scanned with (default: the neurons).
+    `top` is a TopExamples or a scan_dataset state (whose statistics and skipped images then
+    go into the manifest too). `basis` is the one the examples were scanned with (default:
+    the neurons).
     """
     model = as_model(model)
+    state = top if isinstance(top, DatasetState) else None
+    top = state.top if state is not None else top
     if top.layer is None:
         raise ExamplesError("these top examples do not say their layer; scan with a layer")
     field_ = receptive_fields(model, [top.layer])[top.layer]
@@ -138,23 +188,33 @@ def spritemap_from_examples(
             f"{directions.describe()} of layer {top.layer!r} have {directions.k}; use the "
             "model and basis they were scanned with"
         )
+    report = state.report() if state is not None else ScanReport(images_seen=top.images_seen)
+    crop = _crop_field(field_, crop_size)
+    reopen = _reopener(crop, _tile_size(sprite_size, top.k))
+    stats = state.stats if state is not None else None
+    return _compose(
+        top, field_, crop, sprite_size, per_row, reopen, model, report, directions, stats
+    )
+
+
+def _reopener(crop: ReceptiveField, tile: int) -> Callable[[str], _Kept]:
+    """Reads a winner's image again by its id (path, URL or storage URI), once, shrunk."""
     loaded: dict[str, _Kept] = {}
 
     def reopen(image_id: str) -> _Kept:
         if image_id not in loaded:
             try:
-                image = load_image(image_id)
+                image = read_image(image_id)
             except (ImageError, DownloadError) as exc:
                 raise ImageError(
                     f"cannot re-read winning image {image_id!r} ({exc}); images given in memory "
-                    "can only be cropped by build_spritemap, which keeps them while it runs"
+                    "can only be cropped by build_spritemap on the local engine, which keeps "
+                    "them while it runs"
                 ) from exc
-            loaded[image_id] = _Kept(image, image.size)
+            loaded[image_id] = _Kept(_shrink(image, crop, tile), image.size)
         return loaded[image_id]
 
-    report = ScanReport(images_seen=top.images_seen)
-    crop = _crop_field(field_, crop_size)
-    return _compose(top, field_, crop, sprite_size, per_row, reopen, model, report, directions)
+    return reopen
 
 
 def own_patches_spritemap(
@@ -190,38 +250,6 @@ def own_patches_spritemap(
     return _compose(top, field_, crop, sprite_size, None, lambda _: kept, model, report, basis)
 
 
-def _scan(
-    images: Any,
-    model: Model,
-    basis: Basis,
-    top: TopExamples,
-    batch_size: int,
-    progress: bool,
-    after_batch: Callable[[list[tuple[str, Image.Image]]], None] | None,
-) -> ScanReport:
-    """Run the model over the images in batches, folding each batch's projection into `top`."""
-    report = ScanReport()
-    layer = str(top.layer)
-    desc = f"dataset examples {layer}"
-    scan = scan_layer(
-        images,
-        model,
-        layer,
-        report,
-        batch_size=batch_size,
-        progress=progress,
-        desc=desc,
-        stacklevel=4,
-    )
-    with contextlib.closing(scan):  # on an error or Ctrl-C here, the scan's thread stops now
-        for batch, acts in scan:
-            coefficients = acts if basis.method == NEURONS else basis.project(acts)
-            top.update(coefficients, [image_id for image_id, _ in batch])
-            if after_batch is not None:
-                after_batch(batch)
-    return report
-
-
 def _folder_name(images: Any) -> str | None:
     """The name of the folder the images come from: `images` itself, or the one folder every
     path of a list of paths is in; None for anything else (one file, images in memory, ...).
@@ -233,7 +261,10 @@ def _folder_name(images: Any) -> str | None:
         if not folder.is_dir():
             return None
     elif isinstance(images, (list, tuple)) and images:
-        if not all(isinstance(item, (str, os.PathLike)) and not is_url(item) for item in images):
+        if not all(
+            isinstance(item, (str, os.PathLike)) and not (is_url(item) or is_storage_uri(item))
+            for item in images
+        ):
             return None
         parents = {Path(item).expanduser().resolve().parent for item in images}
         if len(parents) != 1:
@@ -298,8 +329,12 @@ def _compose(
     model: Model,
     report: ScanReport,
     basis: Basis,
+    stats: ChannelStats | None = None,
 ) -> Spritemap:
-    """Paste every winner's crop into the grid and describe each sprite in the manifest."""
+    """Paste every winner's crop into the grid and describe each sprite in the manifest.
+
+    `stats`, where the scan kept them, go into the manifest as "channel_stats".
+    """
     tile = _tile_size(sprite_size, top.k)
     per_side = sprite_size // tile
     per_row, rows = grid_layout(top.channels, sprite_size, per_row)
@@ -347,6 +382,7 @@ def _compose(
         "receptive_field": field_.to_dict(),
         "crop_size": list(crop.size),
         "dead_channels": top.dead,
+        **({"channel_stats": stats.summary()} if stats is not None else {}),
         "sprites": sprites,
     }
     return Spritemap(grid, per_row, sprite_size, top.channels, layer=top.layer, manifest=manifest)

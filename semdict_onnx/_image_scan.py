@@ -1,26 +1,29 @@
 """Running a model over many images: where they come from, which were skipped, and batches.
 
-`scan_layer` is the one loop that dataset-example spritemaps and fitted bases share: it takes
-a folder (searched recursively), a list of paths, or any iterable of images, reads them one by
-one, skips (and records in a `ScanReport`) those that cannot be read instead of crashing
-halfway, runs the model in batches with a tqdm progress bar, and yields each batch's images
-and layer activations, so memory stays bounded whatever the number of images. Reading,
-decoding and resizing the next batches happen in a background thread while the model runs
-(_prefetch.py, at most PREFETCH_BATCHES ahead), with the same values as one after the other.
+`scan_layer` is the loop fitted bases use: it takes a folder (searched recursively), a list of
+paths, or any iterable of images, reads them one by one, skips (and records in a `ScanReport`)
+those that cannot be read instead of crashing halfway, runs the model in batches with a tqdm
+progress bar, and yields each batch's images and layer activations, so memory stays bounded
+whatever the number of images. Reading, decoding and resizing the next batches happen in a
+background thread while the model runs (_prefetch.py, at most PREFETCH_BATCHES ahead), with
+the same values as one after the other. Dataset scans (_scan_blocks.py) read their blocks of
+images with the same pieces: `image_sources`, `numbered`, `readable` and `batches`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
-from tqdm.std import tqdm
 
 from ._checks import positive_int
 from ._images import IMAGE_SUFFIXES, is_url, load_image, to_batch
@@ -36,8 +39,16 @@ MAX_LISTED_SKIPS = 50
 # Batches read and resized ahead of the model: two keep it fed (measured in
 # benchmarks/spritemap_overhead.py) and hold two batches' images and inputs in memory.
 PREFETCH_BATCHES = 2
+# Images read ahead per reading thread (readable with threads > 1).
+READ_AHEAD_PER_THREAD = 4
 
 Batch = list[tuple[str, Image.Image]]
+
+
+class SkipRecorder(Protocol):
+    """Anything that records skipped images: a ScanReport, a DatasetState."""
+
+    def skip(self, name: str, reason: str) -> None: ...
 
 
 @dataclass
@@ -65,7 +76,7 @@ class ScanReport:
         return text
 
 
-def image_sources(images: Any, report: ScanReport) -> tuple[Iterable[Any], int | None]:
+def image_sources(images: Any, report: SkipRecorder) -> tuple[Iterable[Any], int | None]:
     """The items to scan and their number when known; files passed over go into `report`.
 
     A folder is searched recursively for IMAGE_SUFFIXES; other files in it are reported as
@@ -127,9 +138,14 @@ def scan_layer(
     bar = progress_bar(total=total, unit="img", desc=desc, disable=not progress)
     height, width = model.input_size
 
+    def skip(image_id: str, reason: str) -> None:
+        report.skip(image_id, reason)
+        bar.set_postfix(skipped=report.skipped_count, refresh=False)
+        bar.update(1)
+
     def model_inputs() -> Iterator[tuple[Batch, np.ndarray]]:
         """Each batch with its input array (a float array at the input size goes in as it is)."""
-        for batch in _batches(_readable(items, report, bar), batch_size):
+        for batch in batches(readable(numbered(items), skip), batch_size):
             yield batch, to_batch([image for _, image in batch], height, width)
 
     try:
@@ -147,26 +163,59 @@ def scan_layer(
         warnings.warn(report.summary(), stacklevel=stacklevel)
 
 
-def _readable(items: Iterable[Any], report: ScanReport, bar: tqdm) -> Iterator[tuple[str, Any]]:
-    """(id, RGB image) for each item that loads; the others are recorded and counted as done."""
+def numbered(items: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+    """(id, item) pairs: a path or URL names itself, an in-memory image its place in the input."""
     for index, item in enumerate(items):
-        image_id = _image_id(item, index)
-        try:
-            image = load_image(item)
-        except (ImageError, DownloadError) as exc:
-            report.skip(image_id, str(exc))
-            bar.set_postfix(skipped=report.skipped_count, refresh=False)
-            bar.update(1)
-            continue
-        yield image_id, image
+        yield image_id(item, index), item
 
 
-def _image_id(item: Any, index: int) -> str:
+def readable(
+    pairs: Iterable[tuple[str, Any]],
+    skip: Callable[[str, str], None],
+    read: Callable[[Any], Image.Image] = load_image,
+    threads: int = 1,
+) -> Iterator[tuple[str, Image.Image]]:
+    """(id, RGB image) for each item that `read` loads; the others go to `skip(id, reason)`.
+
+    `threads` > 1 reads that many items at once, ahead of the consumer (PIL decodes without
+    holding the GIL), at most READ_AHEAD_PER_THREAD per thread; the order stays the input's.
+    """
+    if threads <= 1:
+        for name, item in pairs:
+            outcome = _attempt(read, item)
+            if isinstance(outcome, str):
+                skip(name, outcome)
+            else:
+                yield name, outcome
+        return
+    window: collections.deque[tuple[str, Future]] = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="semdict-read") as pool:
+        for pair in itertools.chain(pairs, [None]):
+            if pair is not None:
+                window.append((pair[0], pool.submit(_attempt, read, pair[1])))
+            while window and (pair is None or len(window) > threads * READ_AHEAD_PER_THREAD):
+                name, future = window.popleft()
+                outcome = future.result()
+                if isinstance(outcome, str):
+                    skip(name, outcome)
+                else:
+                    yield name, outcome
+
+
+def _attempt(read: Callable[[Any], Image.Image], item: Any) -> Image.Image | str:
+    """The image `read` makes of `item`, or why it could not (an unreadable image's reason)."""
+    try:
+        return read(item)
+    except (ImageError, DownloadError) as exc:
+        return str(exc)
+
+
+def image_id(item: Any, index: int) -> str:
     """A path or URL names itself; an in-memory image is named by its place in the input."""
     return str(item) if isinstance(item, (str, os.PathLike)) else f"image #{index}"
 
 
-def _batches(pairs: Iterator[Any], size: int) -> Iterator[list[Any]]:
+def batches(pairs: Iterable[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive lists of at most `size` items."""
     batch = []
     for pair in pairs:

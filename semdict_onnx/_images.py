@@ -205,6 +205,11 @@ def _array_to_image(array: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(checked), "RGB")
 
 
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """An encoded image file's bytes as an RGB PIL image; `name` says where they came from."""
+    return _to_rgb(_open_encoded(io.BytesIO(data), name))
+
+
 def load_image(source: ImageSource) -> Image.Image:
     """Load one image source as an RGB PIL image at its original size, EXIF-oriented."""
     name = _describe(source)
@@ -221,7 +226,7 @@ def load_image(source: ImageSource) -> Image.Image:
             raise ImageError("the image bytes are empty")
         return _to_rgb(_open_encoded(io.BytesIO(bytes(source)), f"the image bytes ({name})"))
     if is_url(source):
-        return _to_rgb(_open_encoded(io.BytesIO(fetch_url(source)), f"the image at {source}"))
+        return decode_image(fetch_url(source), f"the image at {source}")
     if isinstance(source, (str, os.PathLike)):
         path = local_path(source)
         if not path.exists():

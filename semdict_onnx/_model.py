@@ -30,6 +30,7 @@ import onnxruntime as ort
 
 from . import _providers as providers_module
 from ._card_shapes import check_card_shapes
+from ._checks import positive_int
 from ._defaults import DEFAULT_BATCH_SIZE
 from ._images import ImageSource, InputSize, check_input_size, input_size_for, iter_batches
 from ._metadata import METADATA_KEY, ModelInfo
@@ -77,6 +78,7 @@ class Model:
         prepared: bytes | None = None,
         precision: str = FLOAT32,
         precision_note: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self._session = session
         self._info = info
@@ -91,7 +93,9 @@ class Model:
         self._runner: SessionRunner | OpenVINORunner = (
             OpenVINORunner(self.source)
             if precision == BF16
-            else SessionRunner(session, self.source, info.input.name, speedups=speedups)
+            else SessionRunner(
+                session, self.source, info.input.name, speedups=speedups, threads=threads
+            )
         )
 
     @property
@@ -340,6 +344,7 @@ def load_model(
     speedups: bool | None = None,
     precision: str = FLOAT32,
     layers: Sequence[str] | dict[str, str] | None = None,
+    threads: int | None = None,
     **prepare_options: Any,
 ) -> Model:
     """Open a prepared ONNX model (default: the file `semdict export` writes).
@@ -353,9 +358,12 @@ def load_model(
     unless the environment sets SEMDICT_ONNX_SPEEDUPS=0.
     `precision="bf16"` runs it in bfloat16 through OpenVINO on a processor with AVX-512 BF16
     or AMX (the `bf16` extra), faster but with top channels that can differ from float32's;
-    elsewhere it warns and runs float32.
+    elsewhere it warns and runs float32. `threads` caps the CPU cores a run uses (default:
+    every core this process may run on), as for a Ray actor given one of a machine's cores.
     """
     wanted = speedups_wanted(speedups)
+    if threads is not None:
+        positive_int(threads, "threads")
     precision, note = _precision_here(check_precision(precision), providers)
     if precision == BF16:
         providers = [providers_module.CPU]  # the session only reads and checks the file
@@ -369,7 +377,7 @@ def load_model(
         prepared = _prepared_bytes(model_path, layers, prepare_options)
     try:
         session = providers_module.create_session(
-            model_path if prepared is None else prepared, providers
+            model_path if prepared is None else prepared, providers, threads or 0
         )
     except providers_module.LOAD_ERRORS as exc:
         raise ModelFormatError(
@@ -386,6 +394,7 @@ def load_model(
         prepared=prepared,
         precision=precision,
         precision_note=note,
+        threads=threads,
     )
 
 

@@ -3,7 +3,8 @@
 `factorize` splits one image's activations (positions x channels) into NMF groups with
 scikit-learn's NMF, as in "The Building Blocks of Interpretability"; `fit_basis` fits one
 dictionary over many images with scikit-learn's MiniBatchNMF in bounded memory (the images
-are read and run in batches by _image_scan.py). Both return a `Basis` (_bases.py) of
+are read and run in batches by _image_scan.py), or over a dataset scan's uniform sample of
+activation vectors (_activation_sample.py). Both return a `Basis` (_bases.py) of
 unit-length directions. scikit-learn is imported only when they are called.
 """
 
@@ -13,11 +14,12 @@ import contextlib
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._activation_sample import ActivationSample
 from ._bases import NMF_METHOD, Basis
 from ._checks import positive_int
 from ._defaults import DEFAULT_BATCH_SIZE, DEFAULT_GROUPS
@@ -98,14 +100,15 @@ def fit_basis(
 ) -> Basis:
     """Fit a dictionary of `n_components` NMF directions of `layer` over many images.
 
-    `images` is a folder, a list of paths or any iterable of images, as for build_spritemap.
-    The model runs in batches and every position of every image is a sample, fed to
-    scikit-learn's MiniBatchNMF in shuffled chunks of MINIBATCH_POSITIONS, so memory stays
-    bounded. `passes` > 1 goes over the images again (running the model again) to refine it.
+    `images` is a folder, a list of paths or any iterable of images, as for build_spritemap:
+    the model runs in batches and every position of every image is a sample. Or it is the
+    `sample` of a scan_dataset state (an ActivationSample of `layer`): its vectors, drawn
+    uniformly from every position of a dataset in the same pass that made a spritemap, are
+    the samples, and the model is not run. Samples go to scikit-learn's MiniBatchNMF in
+    shuffled chunks of MINIBATCH_POSITIONS, so memory stays bounded. `passes` > 1 goes over
+    the samples again (running the model again, for images) to refine it.
     """
     from sklearn.decomposition import MiniBatchNMF
-
-    from ._model import as_model
 
     if method != NMF_METHOD:
         raise OptionError(f"fit_basis knows method={NMF_METHOD!r} only, not {method!r}")
@@ -115,37 +118,76 @@ def fit_basis(
             "passes > 1 reads the images more than once, which a one-shot iterator cannot do; "
             "pass a folder or a list"
         )
-    model = as_model(model)
-    channels = model.info.layer(layer).channels
+    if isinstance(images, ActivationSample):
+        channels, samples, seen = _sample_passes(images, layer, passes)
+    else:
+        channels, samples, seen = _scanned_passes(
+            images, layer, model, batch_size, progress, passes
+        )
     _check_components(n_components, channels, "n_components", f"{layer} has {channels} channels")
     nmf = MiniBatchNMF(
         n_components=n_components, init=NMF_INIT, batch_size=MINIBATCH_POSITIONS, random_state=seed
     )
     rng = np.random.default_rng(seed)
     pending = np.empty((0, channels), np.float32)
-    seen = 0
-    for number in range(1, passes + 1):
-        report = ScanReport()
-        desc = f"NMF {layer}" + (f" pass {number}/{passes}" if passes > 1 else "")
-        scan = scan_layer(
-            images, model, layer, report, batch_size=batch_size, progress=progress, desc=desc
-        )
-        with contextlib.closing(scan):  # on an error or Ctrl-C here, its thread stops now
-            for _, acts in scan:
-                pending = np.concatenate([pending, acts.reshape(-1, channels)])
-                pending = pending[rng.permutation(len(pending))]
-                while len(pending) >= MINIBATCH_POSITIONS:
-                    _step(nmf, pending[:MINIBATCH_POSITIONS])
-                    pending = pending[MINIBATCH_POSITIONS:]
-        seen = report.images_seen
+    with contextlib.closing(samples):  # on an error or Ctrl-C here, a scan's thread stops now
+        for flat in samples:
+            pending = np.concatenate([pending, flat])
+            pending = pending[rng.permutation(len(pending))]
+            while len(pending) >= MINIBATCH_POSITIONS:
+                _step(nmf, pending[:MINIBATCH_POSITIONS])
+                pending = pending[MINIBATCH_POSITIONS:]
     if len(pending):
         _step(nmf, pending)
     if not hasattr(nmf, "components_"):
         raise ActivationsError(
-            f"the {seen} images have fewer than {n_components} positions where {layer} is not "
+            f"the {seen()} images have fewer than {n_components} positions where {layer} is not "
             "all zero, too few to fit that many components; give more images or ask for fewer"
         )
-    return Basis(_unit_rows(nmf.components_), layer=layer, method=NMF_METHOD, images_seen=seen)
+    return Basis(_unit_rows(nmf.components_), layer=layer, method=NMF_METHOD, images_seen=seen())
+
+
+def _sample_passes(
+    sample: ActivationSample, layer: str, passes: int
+) -> tuple[int, Iterator[np.ndarray], Callable[[], int]]:
+    """A sample's channels, its vectors once per pass, and its number of images."""
+    if sample.layer != layer:
+        raise OptionError(
+            f"this sample is of layer {sample.layer!r}, not {layer!r}; fit the layer it was "
+            "drawn from, or scan the images again for this one"
+        )
+    return sample.channels, (sample.vectors for _ in range(passes)), lambda: sample.images_seen
+
+
+def _scanned_passes(
+    images: Any,
+    layer: str,
+    model: Model | str | os.PathLike[str] | None,
+    batch_size: int,
+    progress: bool,
+    passes: int,
+) -> tuple[int, Iterator[np.ndarray], Callable[[], int]]:
+    """The layer's channels, every position's activations pass after pass (the model run
+    in batches), and the number of images the last pass read."""
+    from ._model import as_model
+
+    model = as_model(model)
+    channels = model.info.layer(layer).channels
+    reports: list[ScanReport] = []
+
+    def flat_batches() -> Iterator[np.ndarray]:
+        for number in range(1, passes + 1):
+            reports.append(ScanReport())
+            desc = f"NMF {layer}" + (f" pass {number}/{passes}" if passes > 1 else "")
+            scan = scan_layer(
+                images, model, layer, reports[-1], batch_size=batch_size, progress=progress,
+                desc=desc, stacklevel=4,
+            )  # fmt: skip
+            with contextlib.closing(scan):
+                for _, acts in scan:
+                    yield acts.reshape(-1, channels)
+
+    return channels, flat_batches(), lambda: reports[-1].images_seen if reports else 0
 
 
 def _step(nmf: MiniBatchNMF, samples: np.ndarray) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ._bases import NEURONS, NMF_METHOD, Basis, resolve_basis
+from ._channel_stats import DATASET_SCALE_QUANTILE
 from ._dataset_examples import own_patches_spritemap
 from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
 from ._images import ImageSource, InputSize, is_url, load_image, source_name
@@ -297,10 +298,18 @@ def _basis_view(
 def _typical_maxima(spritemap: Spritemap | None, size: int) -> np.ndarray | None:
     """Each direction's typical maximum over a dataset, from a dataset-example manifest.
 
-    The mean of the activations of a direction's kept examples (with one example per
-    direction: its maximum over the dataset); 0 for a dead one. None without such a manifest.
+    Where the manifest carries the scan's channel statistics: the DATASET_SCALE_QUANTILE
+    quantile of each direction's per-image maximum (a full bar is stronger than on 99% of
+    the dataset's images). Older manifests: the mean of the activations of a direction's
+    kept examples (with one example per direction: its maximum over the dataset). 0 for a
+    dead direction; None without such a manifest.
     """
-    sprites = (spritemap.manifest or {}).get("sprites") if spritemap is not None else None
+    manifest = (spritemap.manifest or {}) if spritemap is not None else {}
+    quantiles = (manifest.get("channel_stats") or {}).get("quantiles") or {}
+    reference = quantiles.get(str(DATASET_SCALE_QUANTILE))
+    if isinstance(reference, list) and len(reference) >= size:
+        return np.array([max(value or 0.0, 0.0) for value in reference[:size]], np.float32)
+    sprites = manifest.get("sprites")
     if not isinstance(sprites, list) or len(sprites) < size:
         return None
     typical = np.zeros(size, np.float32)

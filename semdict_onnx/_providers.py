@@ -260,16 +260,21 @@ def session_like(
 
 
 def create_session(
-    model: bytes | str | os.PathLike[str], providers: Sequence[ProviderSpec] | None = None
+    model: bytes | str | os.PathLike[str],
+    providers: Sequence[ProviderSpec] | None = None,
+    intra_op_threads: int = 0,
 ) -> ort.InferenceSession:
     """An InferenceSession on `model` (a file, or a model's bytes) with the chosen providers,
-    checked to really use them."""
+    checked to really use them. `intra_op_threads` 0 lets ONNX Runtime choose (one per
+    physical core)."""
     warn_if_several_runtimes()
     explicit = providers is not None
     chosen = _check_requested(providers) if explicit else default_providers()
+    sess_options = session_options()
+    sess_options.intra_op_num_threads = intra_op_threads
     session = ort.InferenceSession(
         model if isinstance(model, bytes) else os.fspath(model),
-        sess_options=session_options(),
+        sess_options=sess_options,
         providers=[with_default_options(spec) for spec in chosen],
         enable_fallback=0,
     )

@@ -16,9 +16,10 @@ docs/performance.md:
   the first such run.
 With speedups off (`load_model(..., speedups=False)`, or SEMDICT_ONNX_SPEEDUPS=0 in the
 environment) every batch is one plain run of the model's own session: for debugging, and to
-compare against. Thread-safe: the only state, the pruned and twin sessions, is made under a
-lock (the load probe has its own), and ONNX Runtime sessions may be run from several threads
-at once.
+compare against. `threads` caps the cores used (ONNX Runtime's intra-op threads, and the
+one-thread runs at once), as for a Ray actor given one core of a machine shared with others.
+Thread-safe: the only state, the pruned and twin sessions, is made under a lock (the load
+probe has its own), and ONNX Runtime sessions may be run from several threads at once.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ class SessionRunner:
         input_name: str,
         *,
         speedups: bool,
+        threads: int | None = None,
     ) -> None:
         self.session = session
         self.speedups = speedups
+        self.threads = threads
         self._source = source
         self._input_name = input_name
         self._lock = threading.Lock()
@@ -81,7 +84,7 @@ class SessionRunner:
         self.twins: dict[int, ort.InferenceSession | None] = {}
         self.yielding: dict[int, ort.InferenceSession | None] = {}
         on_cpu = session.get_providers()[0] == CPU
-        self._parallel = _parallel.ParallelRunner() if speedups and on_cpu else None
+        self._parallel = _parallel.ParallelRunner(threads) if speedups and on_cpu else None
         self.load = LoadProbe() if speedups and on_cpu else None
 
     def run(self, names: list[str], batch: np.ndarray) -> list[np.ndarray]:
@@ -91,7 +94,16 @@ class SessionRunner:
         session = self._session_for(names, len(batch))
         pooled = session  # what runs on the thread pool: single images, a batch's rest
         if self.load is not None and self.load.contended():
-            pooled = self._variant(self.yielding, session, names, spinning=False) or session
+            pooled = (
+                self._variant(
+                    self.yielding,
+                    session,
+                    names,
+                    intra_op_threads=self.threads or 0,
+                    spinning=False,
+                )
+                or session
+            )
         parallel = self._parallel is not None and self._parallel.images_in_parallel(len(batch))
         twin = self._variant(self.twins, session, names, intra_op_threads=1) if parallel else None
         if twin is None:
@@ -106,7 +118,7 @@ class SessionRunner:
                 self._images_asked[key] += images
                 if self._images_asked[key] < PRUNE_AFTER_IMAGES or len(self.pruned) >= MAX_PRUNED:
                     return self.session
-                self.pruned[key] = self._session_on(names)
+                self.pruned[key] = self._session_on(names, self.threads or 0)
             return self.pruned[key] or self.session
 
     def _variant(

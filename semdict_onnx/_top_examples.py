@@ -83,7 +83,10 @@ class TopExamples:
         self.images_seen += count
 
     def merge(self, other: TopExamples) -> TopExamples:
-        """A new state equal to the one over both states' images (which must be disjoint)."""
+        """A new state equal to the one over both states' images (which must be disjoint).
+
+        The examples of a position in both count once; `images_seen` adds up.
+        """
         if (self.channels, self.k, self.layer) != (other.channels, other.k, other.layer):
             raise ExamplesError(
                 f"cannot merge top examples of layer {other.layer!r} ({other.channels} channels, "
@@ -182,10 +185,18 @@ class TopExamples:
         )
 
     def _keep_best(self, entries: tuple[np.ndarray, ...]) -> None:
-        """Refill the state with the best `k` entries per channel, in the tie-broken order."""
+        """Refill the state with the best `k` entries per channel, in the tie-broken order.
+
+        An entry found twice (the same position of the same image) is kept once, so a state
+        merged with itself keeps its examples.
+        """
         channel, value, ids, rows, cols = entries
         order = np.lexsort((cols, rows, ids.astype(str), -value, channel))
         channel, value, ids, rows, cols = (a[order] for a in (channel, value, ids, rows, cols))
+        repeat = (channel[1:] == channel[:-1]) & (value[1:] == value[:-1]) & (ids[1:] == ids[:-1])
+        repeat &= (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
+        once = np.concatenate([[True], ~repeat])[: len(channel)]
+        channel, value, ids, rows, cols = (a[once] for a in (channel, value, ids, rows, cols))
         slot = np.arange(len(channel)) - np.searchsorted(channel, channel, side="left")
         keep = slot < self.k
         channel, slot = channel[keep], slot[keep]

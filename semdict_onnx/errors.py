@@ -79,6 +79,14 @@ class GradientRuleError(SemdictError, NotImplementedError):
     """A graph op on the way to a layer that the feature-visualization gradient cannot pass."""
 
 
+class CheckpointError(SemdictError, ValueError):
+    """A checkpoint that cannot be read, or was written by a different scan."""
+
+
+class MissingDependencyError(SemdictError, ImportError):
+    """An optional dependency a feature needs is not installed (the error names the extra)."""
+
+
 class ProviderWarning(UserWarning):
     """A provider setup that works but is probably not what the user wants."""
 

@@ -8,8 +8,9 @@ returns it, and the tests marked `export` are deselected.
 
 Markers (registered in pyproject.toml) are set from the fixtures a test uses, so test files
 need not repeat them: `export` (the export extra: TensorFlow, tf2onnx, pooch), `browser`
-(Chromium through Playwright), `kernel` (a Jupyter kernel). Select with `-m`, e.g.
-`-m "not export"` where the export extra is not installed.
+(Chromium through Playwright), `kernel` (a Jupyter kernel), `ray` (the ray extra: a Ray
+instance, pyarrow). Select with `-m`, e.g. `-m "not export"` where the export extra is not
+installed.
 
 A skip is a failure unless the test declares it with a `skip` or `skipif` marker (the CUDA
 tests on a machine without CUDA): scripts/test.sh installs everything the tests use, so an
@@ -33,6 +34,7 @@ SCRIPTS = ROOT / "scripts"
 REPLICA_MODEL_ENV = "SEMDICT_TEST_REPLICA_MODEL"
 RUNTIME_ONLY_ENV = "SEMDICT_TEST_RUNTIME_ONLY"
 PROVIDER_ENV = "SEMDICT_TEST_PROVIDER"
+RAY_OBJECT_STORE_BYTES = 150 * 2**20
 # GoogLeNet's mixed layers at 224x224: channels, height (= width), from the network facts.
 GOOGLENET_LAYERS = {
     "mixed3a": (256, 28),
@@ -54,23 +56,30 @@ FIXTURE_MARKERS = {
     "replica_export_log": "export",
     "browser": "browser",
     "jupyter_path": "kernel",
+    "ray_cluster": "ray",
 }
+# Markers of tests whose extras the runtime-only environment does not install.
+NOT_IN_RUNTIME_ONLY = ("export", "ray")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test after the fixtures it uses (FIXTURE_MARKERS).
 
-    In the runtime-only environment ($SEMDICT_TEST_RUNTIME_ONLY) the `export` tests are
-    deselected whatever -m says: the export extra is not installed there on purpose.
+    In the runtime-only environment ($SEMDICT_TEST_RUNTIME_ONLY) the `export` and `ray` tests
+    are deselected whatever -m says: those extras are not installed there on purpose.
     """
     for item in items:
         for name in sorted(set(getattr(item, "fixturenames", ())) & FIXTURE_MARKERS.keys()):
             item.add_marker(FIXTURE_MARKERS[name])
     if os.environ.get(RUNTIME_ONLY_ENV):
-        export = [item for item in items if item.get_closest_marker("export")]
-        if export:
-            config.hook.pytest_deselected(items=export)
-            items[:] = [item for item in items if not item.get_closest_marker("export")]
+
+        def absent(item: pytest.Item) -> bool:
+            return any(item.get_closest_marker(marker) for marker in NOT_IN_RUNTIME_ONLY)
+
+        deselected = [item for item in items if absent(item)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not absent(item)]
 
 
 def _undeclared_skip(report: pytest.CollectReport | pytest.TestReport) -> str:
@@ -189,3 +198,24 @@ def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return prefix / "share" / "jupyter"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray instance for the whole session (2 CPUs, a small object store): its address.
+
+    Ray's workers unpickle classes defined in tests by value (tests/ray_faults.py registers
+    itself), and connect from other processes through the address.
+    """
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        object_store_memory=RAY_OBJECT_STORE_BYTES,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

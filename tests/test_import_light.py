@@ -3,7 +3,9 @@
 Only semdict_onnx.export uses the export extra (TensorFlow, tf2onnx, pooch and its requests),
 and only when an export runs. In scripts/test.sh's runtime-only environment
 ($SEMDICT_TEST_RUNTIME_ONLY set) the extra is not installed at all, and the runtime tests pass
-there too.
+there too. Likewise only _ray_engine.py imports Ray (the ray extra), and only for
+engine="ray": the local engine imports neither Ray nor pyarrow (_storage.py imports pyarrow
+for storage URIs only).
 """
 
 from __future__ import annotations
@@ -167,3 +169,33 @@ def test_tensorflow_is_installed_exactly_where_the_export_extra_is():
             assert importlib.util.find_spec(package) is None
         else:
             assert done.returncode == 0, done.stderr
+
+
+def test_the_local_engine_imports_neither_ray_nor_pyarrow(tmp_path: Path):
+    path = tiny_model.write_tiny_model(tmp_path / "tiny.onnx")
+    loaded = modules_after(
+        f"""
+        import warnings
+        import semdict_onnx
+        spritemap = semdict_onnx.build_spritemap(
+            [{str(REPO / "semdict_onnx/examples/chelsea.jpg")!r}], "late", {str(path)!r},
+            sprite_size=8, progress=False, checkpoint={str(tmp_path / "checkpoint")!r},
+        )
+        assert spritemap.manifest["images_seen"] == 1
+        """
+    )
+    assert "semdict_onnx" in loaded and "onnxruntime" in loaded
+    assert not {"ray", "pyarrow", *HEAVY} & loaded
+
+
+def test_only_the_ray_engine_imports_ray_and_only_storage_imports_pyarrow():
+    sources = {
+        path.name: path.read_text(encoding="utf-8")
+        for path in (REPO / "semdict_onnx").rglob("*.py")
+    }
+    assert sorted(n for n, text in sources.items() if imports_of(("ray",)).search(text)) == [
+        "_ray_engine.py"
+    ]
+    assert sorted(n for n, text in sources.items() if imports_of(("pyarrow",)).search(text)) == [
+        "_storage.py"
+    ]
