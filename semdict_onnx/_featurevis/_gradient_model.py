@@ -30,6 +30,7 @@ from .._parallel import usable_cores
 from .._subgraph import prune
 from ..errors import GradientRuleError, ModelFormatError, RenderError
 from ._backward import Backward, Emitter
+from ._channel_window import channel_windows
 from ._vjp import RULES
 
 WEIGHTS = "objective_weights"
@@ -121,6 +122,10 @@ def build_gradient_model(
             f"the model has no float32 input {image_name!r}, which its model card names"
         )
     nodes = [deepcopy(node) for node in graph.node]
+    taken = {name for node in nodes for name in (*node.input, *node.output, node.name)}
+    taken |= {tensor.name for tensor in graph.initializer}
+    nodes, added = channel_windows(nodes, _constants(graph, nodes), taken, _default_opset(model))
+    graph.initializer.extend(added)
     constants = _constants(graph, nodes)
     shapes, floats = _probe(model, nodes, info)
     target = f"layer {layer!r}"
