@@ -12,18 +12,23 @@ Two measurements per batch size (1 and --batch), at 128x128 on --layer (mixed4d)
 - one whole optimization step of Lucid's recipe: Fourier parameterization, decorrelated
   colour, sigmoid, pad / jitter / scale / rotate / jitter, forward, backward, Adam. In
   TensorFlow the same step as one graph (tf.signal.irfft2d, tf.image, ImageProjectiveTransform,
-  AdamOptimizer), which is how Lucid runs it.
+  AdamOptimizer), which is how Lucid runs it. Both sides take the same transform draws in
+  the same order (this library's, fed to TensorFlow's graph), so they see the same sizes.
 Each side runs in its own process (the bench_worker.py protocol; benchmarks/bench.py's
-Worker and QuietWaiter), asked in turn, round after round; the table reports medians, the
-seconds per channel at the batch size, and the projected time of all of the layer's channels
-at 256 steps. The `spritemap` mode times `render_spritemap` end to end (scripts/gpu_check.sh
-runs it on the GPU for all 528 channels of mixed4d).
+Worker and QuietWaiter), asked in turn, round after round; a measurement during which other
+processes took more than a fifth of the cores is taken again. The table reports medians of
+wall time and of each side's CPU time per call (all its threads: the work, which other load
+disturbs less), the seconds per channel at the batch size, and the projected time of all of
+the layer's channels at 256 steps. The `spritemap` mode times `render_spritemap` end to end
+(scripts/gpu_check.sh runs it on the GPU for all 528 channels of mixed4d).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import itertools
 import json
 import math
 import os
@@ -54,6 +59,9 @@ STEPS_PER_PICTURE = 256
 # The network's pixel values: 255 * x - 117 for x in [0, 1] (the facts file).
 NETWORK_SCALE, NETWORK_OFFSET = 255.0, -117.0
 SIDES = {"tf": "TensorFlow", "ort": "this library"}
+# This library's optimization takes this many steps before it is timed: past the
+# redirected-ReLU steps, as most of a render is.
+WARM_STEPS = 20
 KINDS = {"grad": "network gradient (forward + backward)", "step": "whole optimization step"}
 
 
@@ -86,11 +94,19 @@ def _weights(batch: int, channels: int) -> np.ndarray:
 def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict]:
     """TensorFlow: tf.gradients of the objective, and Lucid's whole step as one graph."""
     from semdict_onnx._featurevis._parameterization import COLOUR_MIX, FourierImage
-    from semdict_onnx._featurevis._transforms import ANGLES, FIRST_JITTER, PAD, SCALES
+    from semdict_onnx._featurevis._transforms import (
+        FIRST_JITTER,
+        PAD,
+        SECOND_JITTER,
+        draw_transforms,
+    )
     from semdict_onnx.export._tf_env import import_tensorflow
 
     tf = import_tensorflow()
     graph_def = tf.compat.v1.GraphDef.FromString(graphdef.read_bytes())
+    # This library's render draws, from the step its benchmark starts at (WARM_STEPS).
+    everything = draw_transforms(0, STEPS_PER_PICTURE)
+    draws = everything[WARM_STEPS:] + everything[:WARM_STEPS]
     cases = {}
     rng = np.random.default_rng(0)
     for b in sorted({1, batch}):
@@ -119,16 +135,16 @@ def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict
             linear = tf.transpose(planes[..., :SIZE], [0, 2, 3, 1]) / 4.0
             picture = tf.sigmoid(tf.tensordot(linear, tf.constant(COLOUR_MIX.T), 1))
             padded = tf.pad(picture, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]], constant_values=0.5)
+            # The step's draws are fed in, the same sequence as this library's steps.
+            first = tf.compat.v1.placeholder(tf.int32, [2])
+            factor = tf.compat.v1.placeholder(tf.float32, [])
+            degrees = tf.compat.v1.placeholder(tf.float32, [])
+            second = tf.compat.v1.placeholder(tf.int32, [2])
             crop = SIZE + 2 * PAD - FIRST_JITTER
-            seen = tf.image.random_crop(padded, [b, crop, crop, 3])
-            factor = tf.gather(
-                tf.constant(SCALES, tf.float32), tf.random.uniform([], 0, 11, tf.int32)
-            )
+            seen = tf.slice(padded, tf.concat([[0], first, [0]], 0), [b, crop, crop, 3])
             side = tf.cast(factor * crop, tf.int32)
             seen = tf.image.resize(seen, tf.stack([side, side]), method="bilinear")
-            angle = tf.gather(
-                tf.constant(ANGLES, tf.float32), tf.random.uniform([], 0, len(ANGLES), tf.int32)
-            ) * (math.pi / 180)
+            angle = degrees * (math.pi / 180)
             centre = (tf.cast(side, tf.float32) - 1) / 2
             cos, sin = tf.cos(angle), tf.sin(angle)
             shift_x = centre - cos * centre - sin * centre
@@ -142,7 +158,8 @@ def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict
                 interpolation="BILINEAR",
                 fill_mode="CONSTANT",
             )
-            seen = tf.image.random_crop(seen, tf.stack([b, side - 4, side - 4, 3]))
+            final = side - SECOND_JITTER
+            seen = tf.slice(seen, tf.concat([[0], second, [0]], 0), tf.stack([b, final, final, 3]))
             loss = -tf.reduce_sum(network(seen))
             train = tf.compat.v1.train.AdamOptimizer(0.05).minimize(loss, var_list=[spectrum])
             initialize = tf.compat.v1.global_variables_initializer()
@@ -152,7 +169,13 @@ def tensorflow_cases(graphdef: Path, layer: str, batch: int) -> tuple[dict, dict
         cases[f"tf_grad_b{b}"] = lambda s=session, f=[objective, grad], x=pictures, i=image: s.run(
             f, {i: x}
         )
-        cases[f"tf_step_b{b}"] = lambda s=session, t=train: s.run(t)
+        feeds = itertools.cycle(
+            [
+                {first: d.first_offset, factor: d.scale, degrees: d.angle, second: d.second_offset}
+                for d in draws
+            ]
+        )
+        cases[f"tf_step_b{b}"] = lambda s=session, t=train, f=feeds: s.run(t, next(f))
     return cases, {"tensorflow": tf.__version__}
 
 
@@ -161,59 +184,98 @@ def runtime_cases(model_path: Path, layer: str, batch: int) -> tuple[dict, dict]
     import onnxruntime as ort
 
     from semdict_onnx import RenderSettings, load_model
-    from semdict_onnx._featurevis._gradient_model import gradient_session
     from semdict_onnx._featurevis._optimization import Optimization
 
     model = load_model(model_path)
     channels = model.layers[layer]
-    session = gradient_session(model, layer)
     cases = {}
     rng = np.random.default_rng(0)
     settings = RenderSettings(size=SIZE, steps=STEPS_PER_PICTURE)
     for b in sorted({1, batch}):
         weights = _weights(b, channels)
         pictures = rng.random((b, SIZE, SIZE, 3), dtype=np.float32)
-
-        def gradient(w: np.ndarray = weights, x: np.ndarray = pictures) -> Any:
-            session.set_weights(w)
-            return session(x)
-
         run = Optimization(model, layer, settings, weights, list(range(b)))
-        for _ in range(20):  # past the redirected-ReLU steps, as most of a render is
+        for _ in range(WARM_STEPS):
             run.step()
-        cases[f"ort_grad_b{b}"] = gradient
+        # Pictures in [0, 1], scaled to the network's range and the gradient back, as
+        # TensorFlow's graph does in its own timing.
+        cases[f"ort_grad_b{b}"] = lambda r=run, x=pictures: r.objective(x)
         cases[f"ort_step_b{b}"] = run.step
     return cases, {"onnxruntime": ort.__version__, "provider": model.provider}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds that process `pid`'s live threads have run (/proc/PID/task/*/schedstat,
+    nanoseconds), or None where unknown."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread ended
+                total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
+def timed(worker: bench.Worker, case: str, iterations: int) -> tuple[list[float], float, int]:
+    """Wall seconds of each of `iterations` calls of `case`, the worker's CPU seconds per call
+    (all its threads; 0 where unknown) and how many times it was measured again because other
+    processes took more than bench.INTERFERENCE of the cores meanwhile."""
+    pid = worker._process.pid  # noqa: SLF001 - the worker's own process, read only
+    for attempt in range(bench.MAX_REMEASURE + 1):
+        cores_before, own_before = bench.cpu_jiffies(), bench.process_jiffies(pid)
+        cpu_before = cpu_seconds(pid)
+        seconds = worker.time(case, iterations)
+        cpu_after = cpu_seconds(pid)
+        cores_after, own_after = bench.cpu_jiffies(), bench.process_jiffies(pid)
+        cpu = 0.0 if None in (cpu_before, cpu_after) else (cpu_after - cpu_before) / iterations
+        if None in (cores_before, own_before, cores_after, own_after):
+            return seconds, cpu, attempt
+        others = (cores_after[0] - cores_before[0]) - (own_after - own_before)
+        ticks = cores_after[1] - cores_before[1]
+        if others < 3 or others <= bench.INTERFERENCE * ticks:
+            return seconds, cpu, attempt
+    return seconds, cpu, bench.MAX_REMEASURE
+
+
 def interleaved(
     workers: dict[str, bench.Worker], plan: Plan, waiter: bench.QuietWaiter
-) -> dict[str, list[float]]:
-    """Each case's call times, round after round, alternating between the sides."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each case's call times and CPU seconds per call, round after round, alternating
+    between the sides."""
     names = case_names(plan.batch)
     seconds: dict[str, list[float]] = {case: [] for case in names}
+    cpu: dict[str, list[float]] = {case: [] for case in names}
     for round_index in range(plan.rounds):
         waiter.wait()
         for case in names if round_index % 2 == 0 else reversed(names):
             time.sleep(bench.SETTLE_S)
-            taken, redone = workers[case.split("_")[0]].time_undisturbed(case, plan.iterations)
+            taken, used, redone = timed(workers[case.split("_")[0]], case, plan.iterations)
             seconds[case] += taken
+            cpu[case].append(used)
             waiter.remeasured += redone
-    return seconds
+    return seconds, cpu
 
 
-def table(seconds: dict[str, list[float]], plan: Plan, channels: int) -> tuple[str, dict]:
+def table(
+    seconds: dict[str, list[float]], cpu: dict[str, list[float]], plan: Plan, channels: int
+) -> tuple[str, dict]:
     """The markdown table of medians and ratios, and the figures the targets need."""
     med = {case: statistics.median(times) for case, times in seconds.items()}
+    work = {case: statistics.median(values) for case, values in cpu.items()}
     lines = [
-        "| measurement | batch | TensorFlow ms | this library ms | TF ÷ this |",
-        "|---|---|---|---|---|",
+        "| measurement | batch | TensorFlow ms | this library ms | TF ÷ this "
+        "| TF CPU ms | this CPU ms | CPU: TF ÷ this |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, what in KINDS.items():
         for b in sorted({1, plan.batch}):
             tf_s, ort_s = med[f"tf_{kind}_b{b}"], med[f"ort_{kind}_b{b}"]
+            tf_c, ort_c = work[f"tf_{kind}_b{b}"], work[f"ort_{kind}_b{b}"]
+            cpu_ratio = f"{tf_c / ort_c:.2f}x" if tf_c and ort_c else "unknown"
             lines.append(
-                f"| {what} | {b} | {tf_s * 1000:.1f} | {ort_s * 1000:.1f} | {tf_s / ort_s:.2f}x |"
+                f"| {what} | {b} | {tf_s * 1000:.1f} | {ort_s * 1000:.1f} | {tf_s / ort_s:.2f}x "
+                f"| {tf_c * 1000:.1f} | {ort_c * 1000:.1f} | {cpu_ratio} |"
             )
     b = plan.batch
     per_channel = {side: med[f"{side}_step_b{b}"] * STEPS_PER_PICTURE / b for side in SIDES}
@@ -260,14 +322,14 @@ def compare(args: argparse.Namespace) -> int:
             )
             print(f"timing, {plan.rounds} rounds ...", flush=True)
             waiter = bench.QuietWaiter(plan.quiet_wait_s)
-            seconds = interleaved(workers, plan, waiter)
+            seconds, cpu = interleaved(workers, plan, waiter)
         finally:
             for worker in workers.values():
                 worker.close()
     from semdict_onnx import load_model
 
     channels = load_model(model).layers[args.layer]
-    rows, figures = table(seconds, plan, channels)
+    rows, figures = table(seconds, cpu, plan, channels)
     met = figures[f"step_ratio_b{plan.batch}"] >= 1.3 and figures["step_ratio_b1"] >= 1.3
     loads = waiter.loads
     text = "\n".join(
@@ -293,7 +355,8 @@ def compare(args: argparse.Namespace) -> int:
     print(text)
     write_text_atomic(args.out, text)
     if args.json:
-        write_text_atomic(args.json, json.dumps({"seconds": seconds, **figures}, indent=1))
+        raw = {"seconds": seconds, "cpu_seconds_per_call": cpu, **figures}
+        write_text_atomic(args.json, json.dumps(raw, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -14,6 +14,7 @@ from onnx_builders import GraphBuilder
 
 from semdict_onnx import Basis, load_model
 from semdict_onnx._featurevis import _transforms
+from semdict_onnx._featurevis._gradient_model import gradient_session
 from semdict_onnx._featurevis._optimizer import Adam
 from semdict_onnx._featurevis._parameterization import FourierImage
 from semdict_onnx._featurevis._render import render, render_spritemap, visualize
@@ -153,6 +154,30 @@ def test_the_same_seed_gives_the_same_picture_bit_for_bit(replica_model):
     a = render(LAYER, np.eye(2, 480, dtype=np.float32), replica_model, RenderSettings(**SMALL))
     b = render(LAYER, np.eye(2, 480, dtype=np.float32), replica_model, RenderSettings(**SMALL))
     assert np.array_equal(a.pictures, b.pictures) and np.array_equal(a.history, b.history)
+
+
+def test_the_batch_size_changes_the_schedule_not_the_picture(replica_model):
+    """Three pictures at once (with several cores: one share per core, each share's whole
+    step in its own thread on a one-thread run) equal the same three rendered one at a time
+    (the gradient model on ONNX Runtime's own thread pool, the picture's part around it)."""
+    weights = np.eye(3, 480, dtype=np.float32)
+    together = render(LAYER, weights, replica_model, RenderSettings(**SMALL), batch_size=3)
+    alone = render(LAYER, weights, replica_model, RenderSettings(**SMALL), batch_size=1)
+    np.testing.assert_allclose(together.pictures, alone.pictures, atol=1e-5)
+    np.testing.assert_allclose(together.history, alone.history, rtol=1e-4, atol=1e-6)
+
+
+def test_a_share_of_a_batch_gets_its_own_rows(replica_model):
+    """GradientSession.share: the objective and gradient of some pictures with their own
+    weight rows, as the whole batch gives them."""
+    session = gradient_session(replica_model, LAYER)
+    pictures = np.random.default_rng(4).random((3, 64, 64, 3)).astype(np.float32) * 255 - 117
+    weights = np.eye(3, 480, dtype=np.float32)[::-1].copy()
+    session.set_weights(weights)
+    objective, gradient = session(pictures)
+    part_objective, part_gradient = session.share(pictures[1:], weights[1:])
+    np.testing.assert_allclose(part_objective, objective[1:], rtol=1e-5)
+    np.testing.assert_allclose(part_gradient, gradient[1:], rtol=1e-4, atol=1e-7)
 
 
 def test_a_spritemap_manifest_says_what_was_rendered(replica_model, tmp_path):

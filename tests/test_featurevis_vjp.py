@@ -205,6 +205,21 @@ POOL_CASES = {
         (1, 2, 7, 8),
         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 1, 1]},
     ),
+    "average 3x3 stride 1 centred, pads counted (its own transpose)": (
+        "AveragePool",
+        (2, 2, 5, 6),
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    ),
+    "average 5x1 same, pads counted (its own transpose)": (
+        "AveragePool",
+        (1, 1, 7, 3),
+        {"kernel_shape": [5, 1], "auto_pad": "SAME_UPPER", "count_include_pad": 1},
+    ),
+    "average 3x3 stride 1 uneven pads counted (not its own transpose)": (
+        "AveragePool",
+        (1, 2, 5, 6),
+        {"kernel_shape": [3, 3], "pads": [2, 0, 0, 2], "count_include_pad": 1},
+    ),
     "average 2x2 stride 2": (
         "AveragePool",
         (2, 2, 6, 4),

@@ -13,6 +13,7 @@ provider the model runs on, with IO binding: on CUDA the weights stay on the dev
 
 from __future__ import annotations
 
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
@@ -29,6 +30,7 @@ from .._parallel import usable_cores
 from .._subgraph import prune
 from ..errors import GradientRuleError, ModelFormatError, RenderError
 from ._backward import Backward, Emitter
+from ._channel_window import channel_windows
 from ._vjp import RULES
 
 WEIGHTS = "objective_weights"
@@ -120,6 +122,10 @@ def build_gradient_model(
             f"the model has no float32 input {image_name!r}, which its model card names"
         )
     nodes = [deepcopy(node) for node in graph.node]
+    taken = {name for node in nodes for name in (*node.input, *node.output, node.name)}
+    taken |= {tensor.name for tensor in graph.initializer}
+    nodes, added = channel_windows(nodes, _constants(graph, nodes), taken, _default_opset(model))
+    graph.initializer.extend(added)
     constants = _constants(graph, nodes)
     shapes, floats = _probe(model, nodes, info)
     target = f"layer {layer!r}"
@@ -182,7 +188,8 @@ class GradientSession:
     Call `set_weights` once per batch of objectives, then call it with images: it returns
     the objective [N] and its gradient with respect to the images. On the CPU a batch runs as
     one one-thread run per core at once (as parallel.py runs the model's batches), each on
-    its share of the images; a single image uses every core through ONNX Runtime's own pool.
+    its share of the images (`share`, which _optimization.py also calls from its own
+    threads); a single image uses every core through ONNX Runtime's own pool.
     """
 
     def __init__(self, model: Model, layer: str, redirect_relu: bool = False) -> None:
@@ -206,6 +213,7 @@ class GradientSession:
         cores = usable_cores()
         self._cores = cores if self.provider == providers.CPU and cores > 1 else 1
         self._twin: ort.InferenceSession | None = None
+        self._twin_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
     def set_weights(self, weights: np.ndarray) -> None:
@@ -234,27 +242,47 @@ class GradientSession:
         objective, gradient = self._binding.copy_outputs_to_cpu()
         return objective, gradient
 
-    def _per_core(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One one-thread run per core, each on a contiguous share of the batch."""
+    @property
+    def cores(self) -> int:
+        """How many one-thread runs a batch is split into (1: one run on ONNX Runtime's pool)."""
+        return self._cores
+
+    def share(self, images: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One one-thread run (CPU) on a share of a batch: the objective and image gradient of
+        `images` with their own rows of objective weights. Several may run at once."""
         if self._twin is None:
-            self._twin = providers.session_like(self._proto, self._template, intra_op_threads=1)
-            self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="semdict-featurevis")
-        weights = np.ascontiguousarray(self._weights, np.float32)
+            with self._twin_lock:
+                if self._twin is None:
+                    self._twin = providers.session_like(
+                        self._proto, self._template, intra_op_threads=1
+                    )
+        images = np.ascontiguousarray(images, np.float32)
+        weights = np.ascontiguousarray(weights, np.float32)
         objective = np.empty(len(images), np.float32)
         gradient = np.empty_like(images)
-        bounds = np.linspace(0, len(images), min(self._cores, len(images)) + 1).astype(int)
-
-        def run(start: int, stop: int) -> None:
-            binding = self._twin.io_binding()
-            binding.bind_cpu_input(self._input, images[start:stop])
-            binding.bind_cpu_input(WEIGHTS, weights[start:stop])
-            for name, out in ((OBJECTIVE, objective), (IMAGE_GRADIENT, gradient)):
-                part = out[start:stop]
-                binding.bind_output(name, "cpu", 0, np.float32, part.shape, part.ctypes.data)
-            self._twin.run_with_iobinding(binding)
-
-        list(self._pool.map(run, bounds[:-1], bounds[1:]))
+        binding = self._twin.io_binding()
+        binding.bind_cpu_input(self._input, images)
+        binding.bind_cpu_input(WEIGHTS, weights)
+        for name, out in ((OBJECTIVE, objective), (IMAGE_GRADIENT, gradient)):
+            binding.bind_output(name, "cpu", 0, np.float32, out.shape, out.ctypes.data)
+        self._twin.run_with_iobinding(binding)
         return objective, gradient
+
+    def _per_core(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One one-thread run per core, each on a contiguous share of the batch."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._cores, thread_name_prefix="semdict-featurevis")
+        weights = np.ascontiguousarray(self._weights, np.float32)
+        bounds = np.linspace(0, len(images), min(self._cores, len(images)) + 1).astype(int)
+        parts = list(
+            self._pool.map(
+                lambda start, stop: self.share(images[start:stop], weights[start:stop]),
+                bounds[:-1],
+                bounds[1:],
+            )
+        )
+        objectives, gradients = zip(*parts, strict=True)
+        return np.concatenate(objectives), np.concatenate(gradients)
 
 
 _SESSIONS: weakref.WeakKeyDictionary[Model, dict[tuple[str, bool], GradientSession]] = (

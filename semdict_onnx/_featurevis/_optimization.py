@@ -1,16 +1,26 @@
 """One batch of pictures being optimized, a step at a time.
 
 `Optimization` holds a batch's Fourier parameters (_parameterization.py) and Adam's state
-(_optimizer.py); each `step` draws the step's transforms (_transforms.py), makes the
+(_optimizer.py); each `step` takes the step's transforms (_transforms.py), makes the
 pictures, runs the gradient model (_gradient_model.py; Lucid's redirected ReLU gradient for
-the first REDIRECT_STEPS steps) and moves the parameters up the objective. The picture's
-part of a step runs on shares of the batch in threads, one per core.
+the first REDIRECT_STEPS steps) and moves the parameters up the objective.
+
+How a step is scheduled (the arithmetic is the same either way):
+- On the CPU with several cores and several pictures, the batch is split into one share per
+  core, and each share goes through its whole step in its own thread: picture, transforms,
+  a one-thread run of the gradient model, adjoints, Adam. The shares never wait for each
+  other within a step.
+- Otherwise (one picture, one core, or a GPU) the gradient model runs on the whole batch at
+  once and the picture's part runs around it (on shares of the batch in threads when it is
+  large).
+The transforms do not depend on the pictures, so the next step's resampling matrices are
+built in a background thread while this step finishes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,7 +35,8 @@ from ._settings import RenderSettings
 
 # Lucid's render_vis redirects ReLU gradients for its first 16 steps (see _vjp.py).
 REDIRECT_STEPS = 16
-# The fewest pictures per thread in the picture's part of a step (fewer are not worth one).
+# The fewest pictures per thread in the picture's part of a step when the gradient model
+# runs on the whole batch (fewer are not worth a thread).
 SHARE = 4
 
 
@@ -50,8 +61,14 @@ class Optimization:
         self._draws = _transforms.draw_transforms(settings.seed, settings.steps)
         self._true = gradient_session(model, layer)
         self._redirected = gradient_session(model, layer, redirect_relu=True)
-        self._weights = weights
-        self._shares = _shares(len(keys))
+        self._weights = np.ascontiguousarray(weights, np.float32)
+        self._pipelined = self._true.cores > 1 and len(keys) > 1
+        self._shares = (
+            _split(len(keys), self._true.cores)
+            if self._pipelined
+            else _split(len(keys), min(usable_cores(), len(keys) // SHARE))
+        )
+        self._upcoming: dict[int, Future] = {}
         self.steps_done = 0
 
     def objective(self, pictures: np.ndarray, session: GradientSession | None = None) -> tuple:
@@ -67,17 +84,42 @@ class Optimization:
         return self._image.image(self.params)[0]
 
     def step(self) -> np.ndarray:
-        """One step of Adam up the objective; returns the objective [N] the network saw.
-
-        The picture's part of the step (parameterization, transforms, their adjoints, Adam)
-        runs on shares of the batch in threads, one per core; the pictures do not mix.
-        """
+        """One step of Adam up the objective; returns the objective [N] the network saw."""
         index = self.steps_done
-        transform = (
-            _transforms.Transform(self._size, self._draws[index % len(self._draws)])
-            if self._settings.transforms
-            else None
-        )
+        transform = self._transform(index)
+        session = self._redirected if index < REDIRECT_STEPS else self._true
+        if self._pipelined:
+            self._prefetch(index + 1)
+            rate = self._adam.next_rate()
+            values = _map(
+                lambda rows: self._share_step(rows, transform, session, rate), self._shares
+            )
+            value = np.concatenate(values)
+        else:
+            value = self._batch_step(index, transform, session)
+        self.steps_done += 1
+        return value
+
+    def _share_step(
+        self,
+        rows: slice,
+        transform: _transforms.Transform | None,
+        session: GradientSession,
+        rate: np.float32,
+    ) -> np.ndarray:
+        """A whole step for one share of the batch, on a one-thread run of the gradient model."""
+        picture, saved = self._image.image(self.params[rows])
+        seen = transform.apply(picture) if transform else picture
+        value, grad = session.share(self._offset + self._span * seen, self._weights[rows])
+        grad *= self._span
+        back = transform.adjoint(grad) if transform else grad
+        self._adam.update(self.params, self._image.backward(back, saved), rows, rate)
+        return value
+
+    def _batch_step(
+        self, index: int, transform: _transforms.Transform | None, session: GradientSession
+    ) -> np.ndarray:
+        """A step with the gradient model on the whole batch, the picture's part around it."""
 
         def forward(rows: slice) -> tuple[np.ndarray, Any]:
             picture, saved = self._image.image(self.params[rows])
@@ -85,8 +127,8 @@ class Optimization:
 
         parts = _map(forward, self._shares)
         seen = parts[0][0] if len(parts) == 1 else np.concatenate([seen for seen, _ in parts])
-        session = self._redirected if index < REDIRECT_STEPS else self._true
         value, grad = self.objective(seen, session)
+        self._prefetch(index + 1)  # the cores are free again: build the next transforms
         rate = self._adam.next_rate()
 
         def backward(rows: slice, saved: Any) -> None:
@@ -94,11 +136,29 @@ class Optimization:
             self._adam.update(self.params, self._image.backward(share, saved), rows, rate)
 
         _map(backward, self._shares, [saved for _, saved in parts])
-        self.steps_done += 1
         return value
+
+    def _transform(self, index: int) -> _transforms.Transform | None:
+        """Step `index`'s transforms (built ahead by `_prefetch`, or now)."""
+        if not self._settings.transforms:
+            return None
+        future = self._upcoming.pop(index, None)
+        return future.result() if future else self._build(index)
+
+    def _prefetch(self, index: int) -> None:
+        """Start building step `index`'s transforms in the background."""
+        if self._settings.transforms and index < len(self._draws) and index not in self._upcoming:
+            if not _BUILDER:
+                _BUILDER.append(ThreadPoolExecutor(1, thread_name_prefix="semdict-transforms"))
+            self._upcoming[index] = _BUILDER[0].submit(self._build, index)
+
+    def _build(self, index: int) -> _transforms.Transform:
+        """The resampling matrices of step `index`'s draw."""
+        return _transforms.Transform(self._size, self._draws[index % len(self._draws)])
 
 
 _POOL: list[ThreadPoolExecutor] = []
+_BUILDER: list[ThreadPoolExecutor] = []
 
 
 def _map(function: Callable[..., Any], *arguments: Sequence[Any]) -> list[Any]:
@@ -110,8 +170,7 @@ def _map(function: Callable[..., Any], *arguments: Sequence[Any]) -> list[Any]:
     return list(_POOL[0].map(function, *arguments))
 
 
-def _shares(count: int) -> list[slice]:
-    """The batch split into one contiguous share per core, at least SHARE pictures each."""
-    parts = max(1, min(usable_cores(), count // SHARE))
-    bounds = np.linspace(0, count, parts + 1).astype(int)
+def _split(count: int, parts: int) -> list[slice]:
+    """`count` pictures as `parts` contiguous shares (at least one)."""
+    bounds = np.linspace(0, count, max(1, min(parts, count)) + 1).astype(int)
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -17,6 +17,7 @@ fill value, also where Lucid's rotation fills with black.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -64,38 +65,71 @@ def smallest_output(size: tuple[int, int]) -> tuple[int, int]:
     return output_size(size, min(SCALES))
 
 
+def _taps(coords: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The two linear-interpolation taps of real coordinates along one axis of `size`, each
+    as (weights, positions): weight 0 for a tap outside the axis, its position clipped."""
+    low = np.floor(coords)
+    frac = coords - low
+    first = low.astype(np.int64)
+    taps = []
+    for position, weight in ((first, 1 - frac), (first + 1, frac)):
+        outside = (position < 0) | (position >= size)
+        taps.append((np.where(outside, 0.0, weight), np.clip(position, 0, size - 1)))
+    return taps
+
+
 class Resampling:
-    """out = M @ picture + fill * (1 - row sums of M), on pictures as pixel columns (see doc)."""
+    """out = M @ picture + fill * (1 - row sums of M), on pictures as pixel columns (see doc).
+
+    M has exactly four entries per output pixel, its bilinear taps in the order (0, 0),
+    (0, 1), (1, 0), (1, 1) (a tap outside the source weighted 0), so its CSR arrays are
+    written directly, with nothing to sort; its transpose is the same arrays read as CSC,
+    so the adjoint costs no conversion either.
+    """
 
     def __init__(
-        self,
-        source: tuple[int, int],
-        rows: np.ndarray,
-        cols: np.ndarray,
+        self, source: tuple[int, int], weights: np.ndarray, columns: np.ndarray, inside: np.ndarray
     ) -> None:
-        """Bilinear samples of a `source`-sized picture at (rows, cols), real coordinates."""
+        """M from each output pixel's four tap weights and source pixels ([n, 4] float32 and
+        int32) and the sum of its weights [n]."""
         height, width = source
         self.source = source
-        self.shape = rows.shape
-        y0, x0 = np.floor(rows), np.floor(cols)
-        fy, fx = (rows - y0).ravel(), (cols - x0).ravel()
-        y0, x0 = y0.astype(np.int64).ravel(), x0.astype(np.int64).ravel()
-        out = np.arange(y0.size)
-        entries = []
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                y, x, weight = y0 + dy, x0 + dx, wy * wx
-                keep = (weight > 0) & (y >= 0) & (y < height) & (x >= 0) & (x < width)
-                entries.append((out[keep], (y * width + x)[keep], weight[keep]))
-        out_index, in_index, weights = (np.concatenate(part) for part in zip(*entries, strict=True))
+        starts = np.arange(0, weights.size + 1, 4, dtype=np.int32)
         self.matrix = scipy.sparse.csr_matrix(
-            (weights.astype(np.float32), (out_index, in_index)),
-            shape=(y0.size, height * width),
-            dtype=np.float32,
+            (weights.ravel(), columns.ravel(), starts),
+            shape=(len(weights), height * width),
         )
-        self._transposed = self.matrix.T.tocsr()
-        inside = np.asarray(self.matrix.sum(axis=1), np.float32).ravel()
         self.fill = (FILL * (1.0 - inside)).astype(np.float32)
+
+    @classmethod
+    def at(cls, source: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> Resampling:
+        """Bilinear samples of a `source`-sized picture at (rows, cols), real coordinates."""
+        return cls._combined(source, _taps(rows, source[0]), _taps(cols, source[1]))
+
+    @classmethod
+    def grid(cls, source: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> Resampling:
+        """Bilinear samples at every (rows[i], cols[j]), row-major: an output grid whose rows
+        and columns sample the source independently (a shift and a scale)."""
+        return cls._combined(source, _taps(rows[:, None], source[0]), _taps(cols[None], source[1]))
+
+    @classmethod
+    def _combined(
+        cls,
+        source: tuple[int, int],
+        rows: list[tuple[np.ndarray, np.ndarray]],
+        cols: list[tuple[np.ndarray, np.ndarray]],
+    ) -> Resampling:
+        """M from the row taps and column taps of the output pixels (arrays that broadcast
+        to the output's shape)."""
+        shape = np.broadcast_shapes(rows[0][0].shape, cols[0][0].shape)
+        weights = np.empty((*shape, 4), np.float32)
+        columns = np.empty((*shape, 4), np.int32)
+        for tap, ((row_weight, row), (col_weight, col)) in enumerate(itertools.product(rows, cols)):
+            np.multiply(row_weight, col_weight, out=weights[..., tap], casting="unsafe")
+            columns[..., tap] = row * source[1] + col
+        # The weights inside the source: the product of each axis's share inside it.
+        inside = (rows[0][0] + rows[1][0]) * (cols[0][0] + cols[1][0])
+        return cls(source, weights.reshape(-1, 4), columns.reshape(-1, 4), inside.ravel())
 
     def apply(self, columns: np.ndarray) -> np.ndarray:
         """Resampled pictures, as columns: [source pixels, K] -> [output pixels, K]."""
@@ -103,13 +137,7 @@ class Resampling:
 
     def adjoint(self, columns: np.ndarray) -> np.ndarray:
         """The gradient w.r.t. the source columns, from the gradient w.r.t. the output."""
-        return self._transposed @ columns
-
-
-def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column index grids of an image."""
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    return rows.astype(np.float64), cols.astype(np.float64)
+        return self.matrix.T @ columns
 
 
 class Transform:
@@ -123,23 +151,22 @@ class Transform:
         # Stage 1: pad, jitter and scale. Output pixel (i, j) samples the jittered crop of the
         # padded picture at half-pixel-centred coordinates, i.e. the picture itself shifted
         # by the jitter offset less the padding.
-        rows, cols = _grid(*scaled)
-        rows = (rows + 0.5) * crop[0] / scaled[0] - 0.5 + draw.first_offset[0] - PAD
-        cols = (cols + 0.5) * crop[1] / scaled[1] - 0.5 + draw.first_offset[1] - PAD
-        self._stages = [Resampling(size, rows, cols)]
+        rows = (np.arange(scaled[0]) + 0.5) * crop[0] / scaled[0] - 0.5
+        cols = (np.arange(scaled[1]) + 0.5) * crop[1] / scaled[1] - 0.5
+        rows += draw.first_offset[0] - PAD
+        cols += draw.first_offset[1] - PAD
+        self._stages = [Resampling.grid(size, rows, cols)]
         # Stage 2: rotate about the centre, then jitter: output (i, j) is rotated-image pixel
         # (i + offset), which samples the scaled picture at the inverse rotation of it.
         final = (scaled[0] - SECOND_JITTER, scaled[1] - SECOND_JITTER)
-        rows, cols = _grid(*final)
-        rows += draw.second_offset[0]
-        cols += draw.second_offset[1]
         centre = ((scaled[0] - 1) / 2, (scaled[1] - 1) / 2)
+        dy = (np.arange(final[0]) + draw.second_offset[0] - centre[0])[:, None]
+        dx = (np.arange(final[1]) + draw.second_offset[1] - centre[1])[None, :]
         angle = math.radians(draw.angle)
         cos, sin = math.cos(angle), math.sin(angle)
-        dy, dx = rows - centre[0], cols - centre[1]
         source_rows = cos * dy + sin * dx + centre[0]
         source_cols = -sin * dy + cos * dx + centre[1]
-        self._stages.append(Resampling(scaled, source_rows, source_cols))
+        self._stages.append(Resampling.at(scaled, source_rows, source_cols))
         self.output_size = final
 
     def apply(self, pictures: np.ndarray) -> np.ndarray:

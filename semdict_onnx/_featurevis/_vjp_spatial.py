@@ -3,7 +3,8 @@
 Conv at stride 1 is a Conv of the output gradient with the weights transposed and flipped;
 strided, a ConvTranspose cut to the input by Slice (what output_padding does for one size,
 for every size). MaxPool adds each output gradient at its argmax index (ScatterElements add);
-AveragePool spreads it with a depthwise ConvTranspose; global pools and reductions Expand it.
+AveragePool spreads it with a depthwise ConvTranspose (a centred stride-1 one that counts its
+pads is its own transpose: another AveragePool); global pools and reductions Expand it.
 _vjp.py gathers every rule module's RULES.
 """
 
@@ -122,6 +123,12 @@ def _average_pool(bw: Backward, node: onnx.NodeProto, grads: Grads, needs: list[
     if attrs.get("ceil_mode", 0):
         raise bw.unsupported(node, "uses ceil_mode=1, which has no rule")
     x, kernel = node.input[0], list(attrs["kernel_shape"])
+    if _self_adjoint(attrs, kernel):
+        # A centred sum of every window / area, pads counted as zeros: its own transpose.
+        centred = [(k - 1) // 2 for k in kernel] * 2
+        return [
+            bw.op("AveragePool", grads[0], kernel_shape=kernel, pads=centred, count_include_pad=1)
+        ]
     channels = bw.static_shape(x)[1]
     weight = bw.const(np.full((channels, 1, *kernel), 1.0 / math.prod(kernel), np.float32))
     grad = grads[0]
@@ -136,6 +143,23 @@ def _average_pool(bw: Backward, node: onnx.NodeProto, grads: Grads, needs: list[
         grad = bw.op("Div", grad, inside)
     conv = {**attrs, "group": channels, "dilations": attrs.get("dilations")}
     return [conv_input_gradient(bw, grad, x, weight, kernel, conv)]
+
+
+def _self_adjoint(attrs: dict, kernel: list[int]) -> bool:
+    """Whether an AveragePool is its own transpose: stride 1, no dilation, odd kernel, pads
+    of half the kernel on each side, counted in every window's area."""
+    rank = len(kernel)
+    centred = [(k - 1) // 2 for k in kernel] * 2
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    pads = centred if auto_pad.startswith("SAME") else list(attrs.get("pads") or [0] * 2 * rank)
+    return (
+        attrs.get("count_include_pad", 0) == 1
+        and all(k % 2 == 1 for k in kernel)
+        and all(s == 1 for s in attrs.get("strides") or [1] * rank)
+        and all(d == 1 for d in attrs.get("dilations") or [1] * rank)
+        and auto_pad != "VALID"
+        and pads == centred
+    )
 
 
 @_rule("GlobalAveragePool")
