@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from byom_families import FAMILIES, build_all, planted_picture
+from notebooks import html_outputs, run_notebook
 from PIL import Image
 from semdict_helpers import reference_top_k
-from test_notebook import html_outputs, jupyter_path, run_notebook  # noqa: F401 (fixture)
 
 from semdict_onnx import (
     Basis,
@@ -138,7 +138,7 @@ def test_dataset_examples_of_the_planted_channel_are_the_planted_pattern(
 
 
 def test_show_semantic_dict_on_a_raw_file_prepared_in_memory(
-    jupyter_path,  # noqa: F811 (the fixture)
+    jupyter_path,
     monkeypatch,
     models,
     folders,
