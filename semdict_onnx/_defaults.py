@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# The layer a dictionary shows unless told otherwise (GoogLeNet's; any exported name works).
+# The layer a dictionary shows unless told otherwise, where the model has it (GoogLeNet's, as in
+# Lucid's notebook); other models show the last layer their card lists (ModelInfo.default_layer).
 DEFAULT_LAYER = "mixed4d"
 # Entries shown per position.
 DEFAULT_TOP_K = 4

@@ -12,7 +12,7 @@ from typing import Any
 
 from IPython.display import display
 
-from ._defaults import DEFAULT_LAYER, DEFAULT_TOP_K
+from ._defaults import DEFAULT_TOP_K
 from ._images import ImageSource
 from ._model import Model
 from ._pipeline import SpritemapSpec, semantic_dict
@@ -20,7 +20,7 @@ from ._pipeline import SpritemapSpec, semantic_dict
 
 def show_semantic_dict(
     image: ImageSource,
-    layer: str = DEFAULT_LAYER,
+    layer: str | None = None,
     model: Model | None = None,
     top_k: int = DEFAULT_TOP_K,
     spritemap: SpritemapSpec | Sequence[SpritemapSpec] | None = None,

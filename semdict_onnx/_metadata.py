@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ._checks import is_integer
+from ._defaults import DEFAULT_LAYER
 from ._json_fields import Fields, parse_json_object
 from ._limits import check_input_pixels
 from .errors import ImageError, ModelFormatError, PrepareError, UnknownLayerError
@@ -301,6 +302,14 @@ class ModelInfo:
     def layer_names(self) -> list[str]:
         """The activation layers in network order."""
         return [layer.name for layer in self.layers]
+
+    @property
+    def default_layer(self) -> str:
+        """The layer shown when none is named: GoogLeNet's mixed4d where the model has it (as in
+        Lucid's notebook), else the last layer the card lists (in the order
+        prepare_model was given them)."""
+        names = self.layer_names
+        return DEFAULT_LAYER if DEFAULT_LAYER in names else names[-1]
 
     def layer(self, name: str) -> LayerInfo:
         """The layer called `name`, or an error listing the valid names."""

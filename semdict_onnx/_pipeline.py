@@ -20,7 +20,7 @@ from PIL import Image
 from ._bases import NEURONS, NMF_METHOD, Basis, resolve_basis
 from ._channel_stats import DATASET_SCALE_QUANTILE
 from ._dataset_examples import own_patches_spritemap
-from ._defaults import DEFAULT_GROUPS, DEFAULT_LAYER, DEFAULT_TOP_K
+from ._defaults import DEFAULT_GROUPS, DEFAULT_TOP_K
 from ._images import ImageSource, InputSize, is_url, load_image, source_name
 from ._model import Model, default_model
 from ._nmf import factorize
@@ -46,7 +46,7 @@ SpritemapSpec = Spritemap | str | os.PathLike[str]
 
 def semantic_dict(
     image: ImageSource,
-    layer: str = DEFAULT_LAYER,
+    layer: str | None = None,
     model: Model | None = None,
     top_k: int = DEFAULT_TOP_K,
     spritemap: SpritemapSpec | Sequence[SpritemapSpec] | None = None,
@@ -59,19 +59,22 @@ def semantic_dict(
 ) -> SemanticDict:
     """Run the model on one image and return the layer's semantic dictionary.
 
-    `model` defaults to `load_model()` (loaded once per process). `basis` is "neurons", "nmf"
-    (`n_groups` groups fitted on this image), a Basis, a (k x channels) array, or a list of
-    these (one page, a switch between them). `spritemap` is a Spritemap or the path of a saved
-    one, or a list: each pictures the neurons or the basis it was built with; by default the
-    neurons get the model's public spritemap (or numbers, with a note) and other bases this
-    image's own patches. `scale` is how bars are measured: "image" (its largest value), "raw"
-    or "dataset" (each direction's typical maximum in its spritemap's manifest). `size` is the
-    input size: None (the image's aspect ratio at the model's default shorter side, e.g. 224,
-    or a fixed-size model's own size), an int keeping the aspect ratio with that shorter side,
-    or (height, width); the grid follows the layer's size there (`Model.input_size_for`).
+    `layer` defaults to the model's `info.default_layer` (mixed4d on GoogLeNet, else the last
+    layer its card lists). `model` defaults to `load_model()` (loaded once per process).
+    `basis` is "neurons", "nmf" (`n_groups` groups fitted on this image), a Basis, a
+    (k x channels) array, or a list of these (one page, a switch between them). `spritemap` is
+    a Spritemap or the path of a saved one, or a list: each pictures the neurons or the basis
+    it was built with; by default the neurons get the model's public spritemap (or numbers,
+    with a note) and other bases this image's own patches. `scale` is how bars are measured:
+    "image" (its largest value), "raw" or "dataset" (each direction's typical maximum in its
+    spritemap's manifest). `size` is the input size: None (the image's aspect ratio at the
+    model's default shorter side, e.g. 224, or a fixed-size model's own size), an int keeping
+    the aspect ratio with that shorter side, or (height, width); the grid follows the layer's
+    size there (`Model.input_size_for`).
     """
     model = model if model is not None else default_model()
     info = model.info
+    layer = layer if layer is not None else info.default_layer
     layer_info = info.layer(layer)
     check_top_k(top_k, layer_info.channels, layer)
     if scale not in SCALES:
@@ -137,7 +140,7 @@ def semantic_dict(
 
 def gallery(
     images: Iterable[ImageSource | SemanticDict],
-    layer: str = DEFAULT_LAYER,
+    layer: str | None = None,
     model: Model | None = None,
     top_k: int = DEFAULT_TOP_K,
     spritemap: SpritemapSpec | Sequence[SpritemapSpec] | None = None,
@@ -154,6 +157,9 @@ def gallery(
     items = list(images)
     if not items:
         raise ImageError("gallery() needs at least one image or SemanticDict")
+    if layer is None:
+        model = model if model is not None else default_model()
+        layer = model.info.default_layer
     if isinstance(spritemap, (str, os.PathLike)):
         spritemap = Spritemap.load(spritemap)  # read once for every image
     dicts = []

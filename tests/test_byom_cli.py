@@ -11,10 +11,18 @@ import model_families as mf
 import numpy as np
 import pytest
 from byom_families import FAMILIES
+from PIL import Image
 from semdict_helpers import reference_top_k
 from test_cli import first_selection, semdict
 
-from semdict_onnx import Basis, Spritemap, list_layers, load_model, prepare_model
+from semdict_onnx import (
+    Basis,
+    Spritemap,
+    list_layers,
+    load_model,
+    prepare_model,
+    semantic_dict,
+)
 from semdict_onnx._model_card import card_of
 from semdict_onnx._onnx_graph import load_onnx
 
@@ -153,7 +161,7 @@ def test_bad_prepare_input_is_one_line_and_writes_nothing(raw_files, tmp_path):
         (["--layer", stem, "--class-output", mf.RESNET_LOGITS, "--labels", labels],
          "has 4 lines but class output 'logits' has 5 classes"),
         (["--layer", stem, "--layout", "NHWC"], "NHWC"),
-        (["--layer", stem, "--labels", labels], "need class_output=TENSOR"),
+        (["--layer", stem, "--labels", labels], "need class_output=TENSOR (--class-output)"),
         (["--layer", "stem="], "--layer 'stem=' must be TENSOR or SHORT=TENSOR"),
         (["--layer", stem, "--layer", "stem=x"], "--layer names 'stem' twice"),
         (["--layer", stem, "--crop-size", "stem=big"], "--crop-size takes whole numbers"),
@@ -203,7 +211,10 @@ def test_pages_spritemap_and_basis_commands_on_a_prepared_model(raw_files, tmp_p
     )  # fmt: skip
     assert pages.returncode == 0, pages.stderr
     page = tmp_path / "pages" / "chelsea-layer2.html"
-    acts = load_model(prepared).activations(image, ["layer2"])["layer2"][0]
+    model = load_model(prepared)
+    with Image.open(image) as photo:  # a dictionary keeps the photo's aspect ratio
+        size = model.input_size_for((photo.height, photo.width))
+    acts = model.activations(image, ["layer2"], size=size)["layer2"][0]
     row, col, _ = np.unravel_index(int(np.argmax(acts)), acts.shape)
     assert first_selection(page) == reference_top_k(acts, 4)[0][row, col].tolist()
     html = page.read_text("utf-8")
@@ -213,6 +224,11 @@ def test_pages_spritemap_and_basis_commands_on_a_prepared_model(raw_files, tmp_p
                       "--gallery", "all.html", "--out", tmp_path / "gallery")  # fmt: skip
     assert gallery.returncode == 0, gallery.stderr
     assert "ResNet from the tests" in (tmp_path / "gallery" / "all.html").read_text("utf-8")
+    last = list(family.layers)[-1]  # without --layer: the last layer the card lists
+    default = semdict(image, "--model", prepared, "--out", tmp_path / "default", "--no-progress")
+    assert default.returncode == 0, default.stderr
+    assert (tmp_path / "default" / f"chelsea-{last}.html").is_file()
+    assert semantic_dict(image, model=model).layer == last
     raw = semdict(image, "--model", raw_files["resnet"], "--layer", "x", "--out", tmp_path / "r")
     assert (
         raw.returncode == 1 and "semdict layers" in raw.stderr and "semdict prepare" in raw.stderr

@@ -51,7 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--out", required=True, type=local_path, help="folder to write the pages to"
     )
-    parser.add_argument("--layer", default=DEFAULT_LAYER, help=f"layer (default {DEFAULT_LAYER})")
+    parser.add_argument(
+        "--layer",
+        help=f"layer (default: {DEFAULT_LAYER} where the model has it, else the last layer "
+        "its card lists)",
+    )
     parser.add_argument("--model", type=local_path, help=MODEL_HELP)
     parser.add_argument(
         "--top-k", type=positive_int, default=DEFAULT_TOP_K, help="channels per position"
@@ -163,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     A model, layer or option that cannot be used raises before any image is read.
     """
     model = load_model(args.model)
+    args.layer = args.layer or model.info.default_layer
     channels = model.info.layer(args.layer).channels
     check_top_k(args.top_k, channels, args.layer)
     spritemaps = [Spritemap.load(path) for path in args.spritemap or []]
