@@ -151,12 +151,14 @@ def _probe_size(
     if asked is not None:
         wanted = (asked, asked) if isinstance(asked, int) else tuple(asked)
         if len(wanted) != 2 or not all(isinstance(v, int) and v > 0 for v in wanted):
-            raise PrepareError(f"input_size must be an int or (height, width), not {asked!r}")
+            raise PrepareError(
+                f"input_size (--size) must be an int or (height, width), not {asked!r}"
+            )
     if fixed:
         if wanted is not None and wanted != (height, width):
             raise PrepareError(
                 f"input_size={asked!r} does not fit the graph: its input {value.name!r} is "
-                f"fixed at {height}x{width}; leave input_size out"
+                f"fixed at {height}x{width}; leave input_size (--size) out"
             )
         return (height, width), True
     return wanted or (DEFAULT_SIZE, DEFAULT_SIZE), False

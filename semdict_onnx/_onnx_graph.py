@@ -79,7 +79,7 @@ def image_input(graph: onnx.GraphProto, name: str | None = None) -> onnx.ValueIn
         described = ", ".join(f"{value.name!r} {dims_of(value)}" for value in inputs)
         raise PrepareError(
             f"cannot tell which input is the image (a float tensor of rank 4): the graph's "
-            f"inputs are {described}; name it with input_name="
+            f"inputs are {described}; name it with input_name= (--input-name)"
         )
     if len(inputs) > 1:
         others = ", ".join(repr(value.name) for value in inputs if value is not images[0])
@@ -136,14 +136,14 @@ def input_layout(graph: onnx.GraphProto, value: onnx.ValueInfoProto, given: str 
         if given is None:
             raise PrepareError(
                 f"cannot tell the layout of input {value.name!r} {dims} from the graph; "
-                "pass layout='NCHW' or layout='NHWC'"
+                "pass layout='NCHW' or layout='NHWC' (--layout)"
             )
         return given
     if given is not None and given != found:
         evidence = f"shaped {dims}" if by_shape else "read by ops that take " + found
         raise PrepareError(
             f"layout={given!r} contradicts the graph: its input {value.name!r} is {evidence}, "
-            f"so it is {found}; leave layout out or pass {found!r}"
+            f"so it is {found}; leave layout (--layout) out or pass {found!r}"
         )
     return found
 

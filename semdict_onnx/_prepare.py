@@ -257,7 +257,9 @@ def _candidate(
     candidate = found.candidates.get(tensor)
     if wanted is not None:
         if not isinstance(wanted, int) or wanted < 0:
-            raise PrepareError(f"extra_tokens must be a non-negative int, not {wanted!r}")
+            raise PrepareError(
+                f"extra_tokens (--extra-tokens) must be a non-negative int, not {wanted!r}"
+            )
         if candidate is None or candidate.layout == "tokens":
             as_tokens = token_layer(found, tensor, wanted)
             if as_tokens is None:
@@ -319,7 +321,8 @@ def _fields(
     if missing:
         raise PrepareError(
             "the receptive field of these layers cannot be computed from the graph: "
-            f"{'; '.join(missing)}. Pass crop_sizes={{layer: PIXELS}} for them"
+            f"{'; '.join(missing)}. Pass crop_sizes={{layer: PIXELS}} (--crop-size LAYER=PX) "
+            "for them"
         )
     return result
 
@@ -330,7 +333,8 @@ def _class_output(found: Catalog, options: PrepareOptions) -> tuple[str | None, 
     if name is None:
         if options.logits or options.labels is not None:
             raise PrepareError(
-                "logits and labels need class_output=TENSOR, the [N, classes] output"
+                "logits and labels need class_output=TENSOR (--class-output), the [N, classes] "
+                "output"
             )
         return None, None
     shape = found.shapes.get(name)

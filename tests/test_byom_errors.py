@@ -149,7 +149,7 @@ def test_input_size_that_a_fixed_graph_does_not_take_is_refused(raw, tmp_path):
     refused(
         tmp_path,
         PrepareError,
-        "fixed at 48x64; leave input_size out",
+        r"fixed at 48x64; leave input_size \(--size\) out",
         raw["keras"],
         FAMILIES["keras"].layers,
         input_size=224,
