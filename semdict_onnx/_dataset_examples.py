@@ -128,10 +128,7 @@ def build_spritemap(
         settings.basis,
         state.stats,
     )
-    folder = _folder_name(images)
-    if folder is not None and spritemap.manifest is not None:
-        spritemap.manifest["images_folder"] = folder  # the page says where the examples are from
-    return spritemap
+    return _with_folder_name(spritemap, images)
 
 
 def scan_examples(
@@ -168,12 +165,15 @@ def spritemap_from_examples(
     per_row: int | None = None,
     crop_size: int | None = None,
     basis: Basis | np.ndarray | str | None = None,
+    *,
+    images: Any = None,
 ) -> Spritemap:
     """The spritemap of merged top examples, re-reading each winner's image by its id (path).
 
     `top` is a TopExamples or a scan_dataset state (whose statistics and skipped images then
     go into the manifest too). `basis` is the one the examples were scanned with (default:
-    the neurons).
+    the neurons). `images`, what the examples were scanned from, only names their folder in
+    the manifest (and so on pages), as build_spritemap does.
     """
     model = as_model(model)
     state = top if isinstance(top, DatasetState) else None
@@ -192,9 +192,10 @@ def spritemap_from_examples(
     crop = _crop_field(field_, crop_size)
     reopen = _reopener(crop, _tile_size(sprite_size, top.k))
     stats = state.stats if state is not None else None
-    return _compose(
+    spritemap = _compose(
         top, field_, crop, sprite_size, per_row, reopen, model, report, directions, stats
     )
+    return _with_folder_name(spritemap, images)
 
 
 def _reopener(crop: ReceptiveField, tile: int) -> Callable[[str], _Kept]:
@@ -248,6 +249,15 @@ def own_patches_spritemap(
     kept = _Kept(_shrink(picture, crop, _tile_size(sprite_size, 1)), picture.size)
     report = ScanReport(images_seen=1)
     return _compose(top, field_, crop, sprite_size, None, lambda _: kept, model, report, basis)
+
+
+def _with_folder_name(spritemap: Spritemap, images: Any) -> Spritemap:
+    """`spritemap`, its manifest naming the folder the images came from where there is one
+    (the page says where the examples are from)."""
+    folder = _folder_name(images)
+    if folder is not None and spritemap.manifest is not None:
+        spritemap.manifest["images_folder"] = folder
+    return spritemap
 
 
 def _folder_name(images: Any) -> str | None:

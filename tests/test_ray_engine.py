@@ -197,7 +197,7 @@ def test_one_pass_yields_spritemap_statistics_and_basis(ray_cluster, photos, pla
             photos, "blocks", model, examples_per_channel=EXAMPLES, sample_size=300, progress=False
         )
     assert on_ray == here and len(on_ray.sample) == 300
-    assert_same(spritemap_from_examples(on_ray, model, sprite_size=8), local)
+    assert_same(spritemap_from_examples(on_ray, model, sprite_size=8, images=photos), local)
     basis = fit_basis(on_ray.sample, "blocks", 3)
     assert basis.k == 3 and basis.images_seen == 30
     assert np.array_equal(basis.components, fit_basis(here.sample, "blocks", 3).components)

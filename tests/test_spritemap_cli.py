@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from onnx_builders import DEAD, MODEL_SIZE, RED, build_planted_model, square
 from PIL import Image
 
+from semdict_onnx import Basis, build_spritemap
 from semdict_onnx._spritemap import Spritemap
 
 COMMAND = [sys.executable, "-m", "semdict_onnx", "spritemap"]
@@ -75,6 +77,8 @@ def test_crop_size_option(planted_path, tmp_path):
         (["--images", "{empty}"], "error: no images in folder"),
         (["--out", "{tmp}/map.gif"], "must end in .jpg, .jpeg, .png"),
         (["--model", "{tmp}/none.onnx"], "error: no exported model at"),
+        (["--basis-out", "{tmp}/basis.txt"], "--basis-out '"),
+        (["--workers", "2"], "--workers only apply to --engine ray"),
     ],
 )
 def test_clear_errors_and_no_files(planted_path, tmp_path, args, message):
@@ -91,7 +95,32 @@ def test_clear_errors_and_no_files(planted_path, tmp_path, args, message):
     )
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert not list(tmp_path.glob("map.*"))
+    assert not list(tmp_path.glob("map.*")) and not list(tmp_path.glob("basis.*"))
+
+
+def test_one_pass_writes_the_spritemap_and_a_basis(planted_path, tmp_path):
+    """--basis-out: the spritemap equals build_spritemap's, and NMF is fitted on the same pass."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, (row, col) in enumerate([(6, 1), (2, 2), (4, 5), (1, 6)]):
+        colour = (240, 0, 0) if index % 2 else (0, 250, 0)
+        Image.fromarray(square(MODEL_SIZE, row, col, colour)).save(photos / f"{index}.png")
+    out, basis_out = tmp_path / "map.png", tmp_path / "basis.npz"
+    result = semdict(
+        "--layer", "blocks", "--images", photos, "--out", out, "--model", planted_path,
+        "--sprite-size", 8, "--basis-out", basis_out, "--components", 2,
+        "--sample-size", 50, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {basis_out}: " in result.stdout and "fitted on 50 activation" in result.stdout
+    expected = build_spritemap(photos, "blocks", planted_path, sprite_size=8, progress=False)
+    saved = Spritemap.load(out).manifest  # and the file's own fields: image, sha256, ...
+    assert {key: saved[key] for key in expected.manifest} == json.loads(
+        json.dumps(expected.manifest)
+    )
+    assert saved["images_folder"] == "photos" and saved["images_seen"] == 4
+    basis = Basis.load(basis_out, layer="blocks", channels=5)
+    assert basis.k == 2 and np.isfinite(basis.components).all()
 
 
 def test_bad_numbers_are_refused_by_the_parser(planted_path, tmp_path):

@@ -176,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
             state = scan_dataset(
                 args.images, args.layer, model, sample_size=args.sample_size, **common
             )
-            spritemap = spritemap_from_examples(state, model, basis=basis, **pictures)
+            spritemap = spritemap_from_examples(
+                state, model, basis=basis, images=args.images, **pictures
+            )
             fitted = fit_basis(state.sample, args.layer, args.components, progress=False)
             fitted.save(args.basis_out)
         else:
