@@ -82,7 +82,9 @@ def test_dictionaries_with_every_basis_and_a_gallery_name_the_network(
     folder, _ = folders[name]
     assert model.info.network == "net"  # the graph's own name, not the pruner's
     picture = folder / "planted.png"
-    acts = model.activations(picture, [layer])[layer][0]
+    with Image.open(picture) as opened:  # a dictionary keeps the picture's aspect ratio
+        size = model.input_size_for((opened.height, opened.width))
+    acts = model.activations(picture, [layer], size=size)[layer][0]
     if name == "vit":  # a transformer's residual stream is signed: no NMF, given bases work
         with pytest.raises(ActivationsError, match="NMF needs non-negative activations"):
             fit_basis(folder, layer, 2, model=model, progress=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import playwright.sync_api as playwright_api
 import pytest
 from chromium_pages import selection
 from onnx_builders import (
@@ -44,8 +45,6 @@ from semdict_onnx._pipeline import gallery, semantic_dict
 from semdict_onnx._results import SemanticDict
 from semdict_onnx._spritemap import Spritemap
 from semdict_onnx._views import TopClass
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -134,22 +134,25 @@ def test_readme_usage_runs_after_importing_neighbours_first(imports: str, tmp_pa
 
 
 def readme_python() -> str:
-    """README.md's python blocks, top to bottom, as one script.
+    """README.md's python blocks of its Usage section, top to bottom, as one script ("Your own
+    model" runs in test_byom_cli).
 
     A bare expression whose comment starts with a tuple (`acts["mixed4d"].shape  # (1, 14, ...)`)
     becomes an assertion that it equals that tuple, so the README's claims are checked too.
     """
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    lines = []
-    for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL):
-        for line in block.splitlines():
-            code, _, comment = line.partition("  #")
+    usage = readme.split("### Your own model", 1)[0]
+    statements = []
+    for block in re.findall(r"```python\n(.*?)```", usage, re.DOTALL):
+        block_lines = block.splitlines()
+        for statement in ast.parse(block).body:
+            code = ast.get_source_segment(block, statement)
+            comment = block_lines[statement.end_lineno - 1].partition("  #")[2]
             claim = re.match(r"\s*(\([\d, ]+\))", comment)
-            statement = ast.parse(code.strip() or "pass").body[0]
             if claim and isinstance(statement, ast.Expr):
-                line = f"assert ({code.strip()}) == {claim.group(1)}, {code.strip()!r}"
-            lines.append(line)
-    return "\n".join(lines)
+                code = f"assert ({code}) == {claim.group(1)}, {code!r}"
+            statements.append(code)
+    return "\n".join(statements)
 
 
 def test_the_readme_usage_runs_top_to_bottom_in_a_fresh_interpreter(replica_model_path, tmp_path):
