@@ -326,9 +326,9 @@ def compare(args: argparse.Namespace) -> int:
         finally:
             for worker in workers.values():
                 worker.close()
-    from semdict_onnx import load_model
+        from semdict_onnx import load_model
 
-    channels = load_model(model).layers[args.layer]
+        channels = load_model(model).layers[args.layer]  # while the built replica exists
     rows, figures = table(seconds, cpu, plan, channels)
     met = figures[f"step_ratio_b{plan.batch}"] >= 1.3 and figures["step_ratio_b1"] >= 1.3
     loads = waiter.loads
