@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import cpu_features, cpu_name
 from PIL import Image, ImageOps
 
 from semdict_onnx import __version__
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: " + str(QUICK))
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan(args.images, args.block_size, args.repeats)
+    load_before = os.getloadavg()[0]
     import ray
 
     if args.address:
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{name} gave another manifest than the local engine")
                 if name in fixed:
                     fixed[name].append(timed(lambda run=run: run(small))[0])
-    table = report(plan, args.layer, seconds, fixed, Path(model_path))
+    loads = (load_before, os.getloadavg()[0])
+    table = report(plan, args.layer, seconds, fixed, Path(model_path), loads)
     print(table)
     if args.out:
         args.out.write_text(table, encoding="utf-8")
@@ -161,6 +165,7 @@ def report(
     seconds: dict[str, list[float]],
     fixed: dict[str, list[float]],
     model_path: Path,
+    loads: tuple[float, float],
 ) -> str:
     """The markdown table: images/s, Ray's overhead at equal cores, and the projection."""
     best = {name: min(times) for name, times in seconds.items()}
@@ -173,14 +178,15 @@ def report(
     }
     local_of = {"Ray, 1 worker": "local, 1 core", "Ray, 2 workers": "local, 2 cores"}
     lines = [
-        "# Dataset scale on Ray: provisional numbers",
+        "# Dataset scale on Ray",
         "",
         f"`python benchmarks/ray_bench.py{' --quick' if plan == QUICK else ''}`: "
         f"{plan.images} JPEGs from disk to the finished spritemap of {layer}, blocks of "
         f"{plan.block_size}, best of {plan.repeats}; model {model_path.name}. Machine: "
-        f"{platform.machine()}, {usable_cores()} usable cores, Python {platform.python_version()}, "
-        f"semdict_onnx {__version__}. Measured on a shared machine: provisional until "
-        "rerun on a quiet one. Overhead: Ray's time over the local engine's at the same "
+        f"{cpu_name()}, {usable_cores()} usable cores ({cpu_features()}), Python "
+        f"{platform.python_version()}, semdict_onnx {__version__}; load average (1 min) before "
+        f"/ after: {loads[0]:.2f} / {loads[1]:.2f} (other work on the machine shows here). "
+        "Overhead: Ray's time over the local engine's at the same "
         "number of cores, end to end (with Ray's fixed cost per job: actors, model, "
         "scheduling) and in the steady state a long job approaches.",
         "",
