@@ -11,7 +11,8 @@ images while it runs, otherwise they are read again by id. A channel that never 
 above 0) gets a blank sprite and is listed as dead in the manifest. With a `basis`
 (_bases.py) the same is done per direction, ranking positions by their projection onto it
 instead of by one channel; `own_patches_spritemap` does it for one image whose coefficients
-are already known.
+are already known. A little over 400 lines: the three ways to a spritemap share the crop,
+tile and grid helpers below, which belong with them.
 """
 
 from __future__ import annotations

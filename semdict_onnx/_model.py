@@ -12,6 +12,8 @@ batches (_images.py; at the default size, or another where the file allows it) a
 each to a `SessionRunner` (_runner.py), which owns how the session runs it: with the
 speedups, or plainly; or, with `precision="bf16"`, to an `OpenVINORunner`
 (_openvino_runner.py). `default_model()` is the default file, loaded once per process.
+A little over 400 lines: most of it is Model's one-line documented properties, and
+load_model's checks of a file belong beside the class they make.
 """
 
 from __future__ import annotations
