@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import is_integer, positive_int
+from ._checks import check_activation_batch, is_integer, positive_int
 from .errors import ExamplesError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -75,11 +75,7 @@ class ActivationSample:
 
     def update(self, acts: np.ndarray, image_ids: Sequence[str]) -> None:
         """Fold in a batch of activations [N, H, W, channels] of the images `image_ids`."""
-        if acts.ndim != 4 or acts.shape[3] != self.channels or acts.shape[0] != len(image_ids):
-            raise ExamplesError(
-                f"a sample takes activations [N, H, W, {self.channels}] for N image ids, "
-                f"got {acts.shape} for {len(image_ids)} ids"
-            )
+        check_activation_batch(acts, self.channels, image_ids, "a sample")
         count, height, width, _ = acts.shape
         positions = np.arange(height * width, dtype=np.uint64)
         keys = _splitmix(

@@ -6,8 +6,10 @@ A positive integer is an integer (Python's or numpy's, never a bool) of at least
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
-from .errors import OptionError, SemdictError
+from .errors import ExamplesError, OptionError, SemdictError
 
 
 def is_integer(value: object) -> bool:
@@ -38,3 +40,13 @@ def positive_int(
     if most is None:
         raise error(f"{name} must be a positive integer, not {value!r}")
     raise error(f"{name} must be an integer from 1 to {most}{where}, not {value!r}")
+
+
+def check_activation_batch(acts: Any, channels: int, image_ids: Sequence[str], what: str) -> None:
+    """Refuse, as an ExamplesError naming `what`, anything but activations [N, H, W, channels]
+    for N image ids."""
+    if acts.ndim != 4 or acts.shape[3] != channels or acts.shape[0] != len(image_ids):
+        raise ExamplesError(
+            f"{what} takes activations [N, H, W, {channels}] for N image ids, "
+            f"got {acts.shape} for {len(image_ids)} ids"
+        )

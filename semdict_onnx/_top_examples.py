@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic import write_text_atomic
-from ._checks import positive_int
+from ._checks import check_activation_batch, positive_int
 from .errors import ExamplesError
 
 TOP_EXAMPLES_KIND = "semdict_onnx.top_examples"
@@ -55,11 +55,7 @@ class TopExamples:
 
     def update(self, acts: np.ndarray, image_ids: Sequence[str]) -> None:
         """Fold in a batch of activations [N, H, W, channels] of the images `image_ids`."""
-        if acts.ndim != 4 or acts.shape[3] != self.channels or acts.shape[0] != len(image_ids):
-            raise ExamplesError(
-                f"update needs activations [N, H, W, {self.channels}] for N image ids, "
-                f"got {acts.shape} for {len(image_ids)} ids"
-            )
+        check_activation_batch(acts, self.channels, image_ids, "TopExamples.update")
         count, height, width, _ = acts.shape
         flat = acts.reshape(-1, self.channels)
         positions = flat.shape[0]

@@ -158,6 +158,8 @@ def test_the_sample_holds_the_activations_of_the_positions_it_names():
     small = ActivationSample(1000, CHANNELS, "mixed9z")
     small.update(blocks[0][1], blocks[0][0])
     assert len(small) == blocks[0][1].shape[0] * ROWS * COLS
+    with pytest.raises(ExamplesError, match=rf"a sample takes activations \[N, H, W, {CHANNELS}\]"):
+        small.update(np.zeros((1, ROWS, COLS, CHANNELS + 1), np.float32), ["x"])
 
 
 def test_the_sample_is_uniform_over_positions():
