@@ -39,6 +39,6 @@ def test_quick_run_writes_every_row(ray_cluster, replica_model_path, tmp_path):
         assert all(re.fullmatch(NUMBER, value) for value in cells[1:4]), cells
         if name.startswith("Ray"):
             assert re.fullmatch(NUMBER, cells[4]) and re.fullmatch(OVERHEAD, cells[6]), cells
-    assert "Projection (not a measurement)" in table and "provisional" in table
+    assert "Projection (not a measurement)" in table and "load average (1 min) before" in table
     seconds = json.loads(raw.read_text(encoding="utf-8"))["seconds"]
     assert all(len(times) == 1 for times in seconds.values())
