@@ -117,8 +117,13 @@ def test_the_manifest_carries_statistics_the_dataset_bar_scale_reads(photos, pla
 
 
 def test_one_pass_gives_a_basis_fitted_on_its_sample(photos, planted):
-    state = scan(photos, planted, block_size=25, sample_size=400)
-    assert len(state.sample) == 400 and state.sample.images_seen == 100
+    # 100 of the 6400 positions are lit (one red square per photo), and the sample's draw
+    # depends on the image ids (tmp paths). With 400 positions fewer than 2 were lit for 1.2%
+    # of paths (too few for 2 components: it failed in one CI run); with 1600, fewer than 5
+    # for 1.5e-8 of them (hypergeometric).
+    state = scan(photos, planted, block_size=25, sample_size=1600)
+    assert len(state.sample) == 1600 and state.sample.images_seen == 100
+    assert np.count_nonzero(state.sample.vectors.max(axis=1)) >= 5
     basis = fit_basis(state.sample, "blocks", 2)
     assert basis.k == 2 and basis.images_seen == 100 and basis.layer == "blocks"
     # Red is the only channel the photos light: one direction is (almost) the red channel.
