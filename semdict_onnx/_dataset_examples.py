@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ._bases import NEURONS, Basis, resolve_basis
+from ._bases import Basis, resolve_basis
 from ._channel_stats import ChannelStats
 from ._checks import positive_int
 from ._dataset_scan import DEFAULT_BLOCK_SIZE, run_scan
@@ -41,13 +41,12 @@ from ._limits import check_grid, check_sprite_size
 from ._model import Model, as_model
 from ._receptive_field import ReceptiveField, receptive_fields
 from ._scan_blocks import scan_settings
-from ._spritemap import Spritemap
+from ._spritemap import Spritemap, blank_grid, manifest_header
 from ._storage import is_storage_uri, read_image
 from ._top_examples import TopExamples
 from .errors import ActivationsError, DownloadError, ExamplesError, ImageError, OptionError
 
 DEFAULT_SPRITE_SIZE = 96
-BLANK_COLOUR = (224, 224, 224)
 CROP_RESAMPLE = Image.Resampling.BILINEAR
 
 
@@ -349,8 +348,7 @@ def _compose(
     tile = _tile_size(sprite_size, top.k)
     per_side = sprite_size // tile
     per_row, rows = grid_layout(top.channels, sprite_size, per_row)
-    grid = np.empty((rows * sprite_size, per_row * sprite_size, 3), np.uint8)
-    grid[:] = BLANK_COLOUR
+    grid = blank_grid(rows, per_row, sprite_size)
     sprites = []
     for channel in range(top.channels):
         top_row, left = (channel // per_row) * sprite_size, (channel % per_row) * sprite_size
@@ -371,21 +369,8 @@ def _compose(
                 }
             )
         sprites.append(_sprite_entry(channel, examples))
-    directions = {}
-    if basis.method != NEURONS:
-        directions = {
-            "basis_description": basis.describe(),
-            "basis_fingerprint": basis.fingerprint,
-        }
     manifest = {
-        "basis": basis.method,
-        **directions,
-        "method": "dataset examples",
-        "model": {
-            "network": model.info.network,
-            "replica": model.info.replica,
-            "source_sha256": model.info.source_sha256,
-        },
+        **manifest_header("dataset examples", basis, model.info),
         "images_seen": report.images_seen,
         "skipped_count": report.skipped_count,
         "skipped": report.skipped,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._bases import NEURONS
+from ._bases import NEURONS, Basis
 from ._checks import positive_int
 from ._limits import check_grid, check_sprite_size
 from ._metadata import ModelInfo
@@ -44,8 +44,38 @@ from .errors import SpritemapError
 __all__ = ["IMAGE_FORMATS", "Spritemap", "SpritemapSource", "manifest_path_for"]
 
 JPEG_QUALITY = 92
+# The colour of a grid cell without a picture: a dead channel, a sprite not rendered yet.
+BLANK_COLOUR = (224, 224, 224)
 
 SpritemapSource = str | os.PathLike[str] | bytes | np.ndarray | Image.Image
+
+
+def blank_grid(rows: int, per_row: int, sprite_size: int) -> np.ndarray:
+    """An RGB grid of rows x per_row cells of sprite_size pixels, every cell blank."""
+    grid = np.empty((rows * sprite_size, per_row * sprite_size, 3), np.uint8)
+    grid[:] = BLANK_COLOUR
+    return grid
+
+
+def manifest_header(method: str, basis: Basis, info: ModelInfo) -> dict[str, Any]:
+    """The fields every builder's manifest starts with: the basis (described and fingerprinted
+    unless it is the neurons), how the pictures were made, and the model they come from."""
+    described = {}
+    if basis.method != NEURONS:
+        described = {
+            "basis_description": basis.describe(),
+            "basis_fingerprint": basis.fingerprint,
+        }
+    return {
+        "basis": basis.method,
+        **described,
+        "method": method,
+        "model": {
+            "network": info.network,
+            "replica": info.replica,
+            "source_sha256": info.source_sha256,
+        },
+    }
 
 
 class Spritemap:

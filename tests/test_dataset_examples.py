@@ -25,14 +25,13 @@ from PIL import Image
 
 import semdict_onnx
 from semdict_onnx._dataset_examples import (
-    BLANK_COLOUR,
     build_spritemap,
     scan_examples,
     spritemap_from_examples,
 )
 from semdict_onnx._image_scan import PREFETCH_BATCHES
 from semdict_onnx._model import load_model
-from semdict_onnx._spritemap import Spritemap
+from semdict_onnx._spritemap import BLANK_COLOUR, Spritemap
 from semdict_onnx._top_examples import Example, TopExamples
 from semdict_onnx.errors import ImageError, SemdictError
 

@@ -26,10 +26,10 @@ from PIL import Image
 from tqdm.std import tqdm
 
 from .. import _providers as providers
-from .._bases import NEURONS, Basis, resolve_basis
+from .._bases import Basis, resolve_basis
 from .._model import Model, as_model
 from .._progress import progress_bar
-from .._spritemap import Spritemap
+from .._spritemap import Spritemap, blank_grid, manifest_header
 from ..errors import RenderError
 from ._checkpoint import RenderCheckpoint
 from ._gradient_model import GradientSession, gradient_session
@@ -45,7 +45,6 @@ from ._settings import (
 )
 
 DEFAULT_BATCH = {"CPU": 8, "CUDA": 64}
-BLANK_COLOUR = (224, 224, 224)
 METHOD = "feature visualization"
 
 
@@ -303,27 +302,13 @@ def _compose(
     """The grid of every finished sprite (blank elsewhere) and its manifest."""
     size, count = state.sprite_size, directions.k
     rows = math.ceil(count / per_row)
-    grid = np.empty((rows * size, per_row * size, 3), np.uint8)
-    grid[:] = BLANK_COLOUR
+    grid = blank_grid(rows, per_row, size)
     for index, sprite in state.sprites.items():
         top, left = (index // per_row) * size, (index % per_row) * size
         grid[top : top + size, left : left + size] = sprite
     rendered = sorted(state.sprites)
-    described = {}
-    if directions.method != NEURONS:
-        described = {
-            "basis_description": directions.describe(),
-            "basis_fingerprint": directions.fingerprint,
-        }
     manifest = {
-        "basis": directions.method,
-        **described,
-        "method": METHOD,
-        "model": {
-            "network": model.info.network,
-            "replica": model.info.replica,
-            "source_sha256": model.info.source_sha256,
-        },
+        **manifest_header(METHOD, directions, model.info),
         "settings": settings.to_dict(),
         "rendered": rendered,
         "missing": [index for index in range(count) if index not in state.sprites],
