@@ -240,6 +240,7 @@ def test_bad_spritemap_input_writes_no_file(replica_model, tmp_path):
         ({"steps": MAX_STEPS + 1}, "steps must be"),
         ({"batch_size": 10_000}, "batch_size must be"),
         ({"sprite_size": 0}, "sprite_size must be"),
+        ({"sprite_size": 512, "per_row": 480}, "the spritemap grid would be 245760x512"),
         ({"checkpoint": tmp_path / "state.json"}, "is an .npz file"),
     ]:
         options = {"checkpoint": checkpoint, "progress": False, **SMALL, **change}

@@ -27,6 +27,7 @@ from tqdm.std import tqdm
 
 from .. import _providers as providers
 from .._bases import Basis, resolve_basis
+from .._limits import check_grid
 from .._model import Model, as_model
 from .._progress import progress_bar
 from .._spritemap import Spritemap, blank_grid, manifest_header
@@ -249,6 +250,8 @@ def render_spritemap(
     sprite = check_int("sprite_size", sprite, 1, MAX_SIZE)
     per_row = math.ceil(math.sqrt(directions.k)) if per_row is None else per_row
     per_row = check_int("per_row", per_row, 1, directions.k)
+    rows = math.ceil(directions.k / per_row)  # a grid too large to hold: refused before hours
+    check_grid(per_row * sprite, rows * sprite, None, "the spritemap grid", RenderError)
     if checkpoint is not None and Path(checkpoint).suffix.lower() != ".npz":
         raise RenderError(f"a render checkpoint is an .npz file, not {str(checkpoint)!r}")
     key = {
