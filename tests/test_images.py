@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import struct
 import threading
 import zlib
@@ -126,7 +127,7 @@ def test_every_mode_loads_as_rgb(
         np.testing.assert_allclose(image.getpixel((1, 0)), second, atol=1)
 
 
-def test_exif_orientation_is_applied():
+def test_exif_orientation_is_applied(tmp_path):
     # 40 wide, 20 high: red left half, blue right half; orientation 6 = display rotated 90° CW.
     pixels = np.zeros((20, 40, 3), np.uint8)
     pixels[:, :20] = RED
@@ -135,11 +136,17 @@ def test_exif_orientation_is_applied():
     exif = stored.getexif()
     exif[0x0112] = 6
     encoded = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
-    for source in (encoded, Image.open(io.BytesIO(encoded))):
+    path = tmp_path / "sideways.jpg"
+    path.write_bytes(encoded)
+    users_image = Image.open(io.BytesIO(encoded))
+    for source in (encoded, users_image, path, str(path)):
         image = load_image(source)
         assert image.size == (20, 40)
         np.testing.assert_allclose(image.getpixel((10, 5)), RED, atol=30)
         np.testing.assert_allclose(image.getpixel((10, 35)), BLUE, atol=30)
+    # The user's own image is left as it was (files are turned in place, never a user's image).
+    assert users_image.size == (40, 20)
+    assert users_image.getexif()[0x0112] == 6
 
 
 def test_example_photo_loads_at_original_size():
@@ -356,3 +363,31 @@ def test_unreachable_url_is_a_download_error():
 def test_source_name_is_the_file_name_a_path_or_url_ends_in(source, name):
     # One rule for the page's default title and the CLI's page file names.
     assert images.source_name(source) == name
+
+
+def _open_files() -> set[str]:
+    """The files this process holds open (Linux)."""
+    folder = Path("/proc/self/fd")
+    names = set()
+    for fd in folder.iterdir():
+        try:
+            names.add(os.readlink(fd))
+        except OSError:
+            pass
+    return names
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux's /proc")
+def test_files_are_closed_once_loaded(tmp_path):
+    # A multi-page TIFF keeps its file open for seeking until closed: load_image returns its
+    # first frame with the file closed, as for a plain JPEG (no handle left per image of a scan).
+    frames = [Image.new("RGB", (8, 6), colour) for colour in (RED, BLUE)]
+    animated = tmp_path / "pages.tiff"  # RGB frames: returned without a conversion
+    frames[0].save(animated, save_all=True, append_images=frames[1:])
+    photo = tmp_path / "photo.jpg"
+    frames[1].save(photo)
+    loaded = [load_image(animated), load_image(photo)]
+    assert not {str(animated), str(photo)} & _open_files()
+    assert [image.size for image in loaded] == [(8, 6), (8, 6)]
+    np.testing.assert_allclose(loaded[0].getpixel((0, 0)), RED, atol=8)
+    np.testing.assert_allclose(loaded[1].getpixel((0, 0)), BLUE, atol=8)
