@@ -89,6 +89,8 @@ def test_cold_processes_matmul_targets_and_sections(quick_results):
     for heading in ("## Environment", "## Spritemap overhead", "## GPU"):
         assert heading in quick_results
     assert "| build_spritemap |" in quick_results
+    assert "| reading alone (decode + resize, one thread) |" in quick_results
+    assert re.search(r"most it can be on \d+ cores: \d+%", quick_results)
 
 
 def test_the_busy_machine_has_a_row_per_engine_and_batch(quick_results):
