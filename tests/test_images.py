@@ -144,6 +144,8 @@ def test_exif_orientation_is_applied(tmp_path):
         assert image.size == (20, 40)
         np.testing.assert_allclose(image.getpixel((10, 5)), RED, atol=30)
         np.testing.assert_allclose(image.getpixel((10, 35)), BLUE, atol=30)
+        # Loaded again (as semantic_dict hands its picture to the model): not turned twice.
+        assert np.array_equal(np.asarray(load_image(image)), np.asarray(image))
     # The user's own image is left as it was (files are turned in place, never a user's image).
     assert users_image.size == (40, 20)
     assert users_image.getexif()[0x0112] == 6
